@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -33,6 +33,7 @@ class Entry:
     target: Callable[..., Any]
     summary: str
     params: type | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Registry:
@@ -46,24 +47,28 @@ class Registry:
         self._loaded = False
 
     def register(
-        self, name: str, summary: str = "", params: type | None = None
+        self, name: str, summary: str = "", params: type | None = None, **meta: Any
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator: ``@DATASETS.register("mnist", "MNIST digits")``."""
+        """Decorator: ``@DATASETS.register("mnist", "MNIST digits")``.
+
+        ``meta`` holds kind-specific facts (for datasets: ``splits``, ``files``, ``folder``).
+        """
 
         def add(target: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._entries and self._entries[name].target is not target:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             doc = (target.__doc__ or "").strip().splitlines()
-            self._entries[name] = Entry(name, target, summary or (doc[0] if doc else ""), params)
+            summary_ = summary or (doc[0] if doc else "")
+            self._entries[name] = Entry(name, target, summary_, params, dict(meta))
             return target
 
         return add
 
     def _load(self) -> None:
         if not self._loaded:
-            self._loaded = True
             for module in self._modules:
                 importlib.import_module(module)
+            self._loaded = True
 
     def get(self, name: str) -> Entry:
         self._load()

@@ -1,0 +1,47 @@
+# vaelab: every set-up step on a fresh machine is a target here.
+#   make test   create .venv if missing, install vaelab with its dev extras, run ruff and pytest
+#   make demo   create/update .venv, then run the main job
+# Torch is pinned (CPU build here) so that no step ever pulls a CUDA build; override with
+#   make test TORCH_SPEC="torch==2.5.1"   (or any spec your platform needs)
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.vaelab-installed
+DEMO_DIR ?= runs/demo
+
+.PHONY: test demo venv lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+
+# Reinstall when the package metadata or the torch spec changes.
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	printf '%s\n' "$(TORCH_SPEC)" > $(VENV)/torch-constraint.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/vaelab data info dsprites-procedural
+	mkdir -p $(DEMO_DIR)
+	$(BIN)/vaelab data samples dsprites-procedural --n 64 --out $(DEMO_DIR)/dsprites_procedural_samples.png
+	@echo "demo: a grid of 64 procedural dSprites images is in $(DEMO_DIR)/dsprites_procedural_samples.png"
+
+bench: $(STAMP)
+	$(BIN)/python bench/batching.py
+	$(BIN)/python bench/procedural.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

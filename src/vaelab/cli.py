@@ -1,0 +1,264 @@
+"""The ``vaelab`` command line: thin parsing around library functions.
+
+Nothing heavy is imported at module import time, so ``vaelab --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vaelab import __version__
+
+EXAMPLES = """\
+examples:
+  vaelab data list
+  vaelab data info mnist --root ../shared/data
+  vaelab data samples dsprites-procedural --out samples.png
+  vaelab presets list
+  vaelab presets show dsprites_demo --set train.lr=1e-4
+"""
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed without a traceback, exit status 2."""
+
+
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+# -- data -----------------------------------------------------------------------------------
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from vaelab.registry import DATASETS
+
+    width = max(len(n) for n in DATASETS.names())
+    for entry in DATASETS:
+        splits = ", ".join(entry.meta.get("splits", ("train",)))
+        print(f"{entry.name:<{width}}  {entry.summary}  [splits: {splits}]")
+    return 0
+
+
+def _dataset_folder(name: str, root: str | None) -> Path | None:
+    from vaelab.data.download import dataset_folder
+    from vaelab.registry import DATASETS
+
+    folder = DATASETS.get(name).meta.get("folder")
+    return dataset_folder(folder, root) if folder else None
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from vaelab.data import DataError, GroundTruthDataset, dataset_splits, load_dataset
+    from vaelab.registry import DATASETS
+
+    entry = DATASETS.get(args.name)
+    splits = [args.split] if args.split else list(dataset_splits(args.name))
+    report: dict = {"name": args.name, "summary": entry.summary, "splits": {}}
+    folder = _dataset_folder(args.name, args.root)
+    if folder is not None:
+        report["folder"] = str(folder)
+    seen = set()
+    for split in splits:
+        try:
+            ds = load_dataset(
+                args.name, split=split, root=args.root, path=args.path, download=False
+            )
+        except DataError as err:
+            report["splits"][split] = {"error": str(err)}
+            continue
+        info = ds.summary()
+        key = tuple(info["files"]) or (split,)
+        report["splits"][split] = info
+        if isinstance(ds, GroundTruthDataset) and "factors" not in report:
+            report["factors"] = info["factors"]
+            report["complete_grid"] = info["complete_grid"]
+        seen.add(key)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.name}: {entry.summary}")
+    if folder is not None:
+        print(f"  folder: {folder}")
+    if "factors" in report:
+        factors = ", ".join(f"{k} {v}" for k, v in report["factors"].items())
+        grid = "complete grid" if report["complete_grid"] else "partial grid"
+        print(f"  factors: {factors} ({grid})")
+    for split, info in report["splits"].items():
+        if "error" in info:
+            print(f"  {split}: not available\n    " + info["error"].replace("\n", "\n    "))
+            continue
+        c, h, w = info["image_shape"]
+        line = (
+            f"  {split}: {info['images']:,} images, {c}x{h}x{w} uint8, "
+            f"{_human_bytes(info['uint8_bytes'])} in memory"
+        )
+        if "classes" in info:
+            line += f", {info['classes']} classes"
+        print(line)
+        for file in info["files"]:
+            print(f"    file: {file}")
+    return 0
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from vaelab.data.download import verify_all
+    from vaelab.registry import DATASETS
+
+    entry = DATASETS.get(args.name)
+    files_of = entry.meta.get("files")
+    if files_of is None:
+        print(f"{args.name}: nothing to verify (the dataset is generated, not downloaded)")
+        return 0
+    folder = _dataset_folder(args.name, args.root)
+    if args.path:
+        folder = Path(args.path)
+    bad = 0
+    for split in entry.meta.get("splits", ("train",)):
+        for status in verify_all(files_of(split), folder):
+            mark = "ok" if status.status in ("ok", "unchecked") else "FAILED"
+            bad += mark != "ok"
+            detail = ""
+            if status.status not in ("ok",):
+                detail = f"  ({status.status}; expected {status.expected}, found {status.actual})"
+            print(f"{mark:6} {split:6} {status.path}{detail}")
+    if bad:
+        print(
+            f"{bad} file(s) missing or wrong; `vaelab data info {args.name}` says where to "
+            "put them",
+            file=sys.stderr,
+        )
+    return 1 if bad else 0
+
+
+def cmd_data_samples(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vaelab.data import load_dataset
+    from vaelab.viz.grid import image_grid, save_png
+
+    ds = load_dataset(
+        args.name, split=args.split, root=args.root, path=args.path, download=args.download
+    )
+    rng = np.random.default_rng(args.seed)
+    n = min(args.n, len(ds))
+    index = np.sort(rng.choice(len(ds), size=n, replace=False))
+    images = np.asarray(ds.images[index])
+    save_png(args.out, image_grid(images))
+    print(f"wrote {n} {args.name} {args.split} images to {args.out}")
+    return 0
+
+
+# -- presets --------------------------------------------------------------------------------
+def cmd_presets_list(args: argparse.Namespace) -> int:
+    from vaelab.presets import preset_description, preset_names
+
+    names = preset_names()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {preset_description(name)}")
+    return 0
+
+
+def cmd_presets_show(args: argparse.Namespace) -> int:
+    from vaelab.presets import load_preset
+
+    print(load_preset(args.name, args.set).to_yaml(), end="")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaelab",
+        description="Variational autoencoders for disentanglement and likelihood research.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = commands.add_parser("data", help="list, describe, verify and look at datasets")
+    data_cmds = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data_cmds.add_parser("list", help="every dataset vaelab can read").set_defaults(
+        func=cmd_data_list
+    )
+
+    def dataset_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("name", help="dataset name (vaelab data list)")
+        p.add_argument(
+            "--root",
+            "--data-root",
+            dest="root",
+            help="data folder (default $VAELAB_DATA or ~/.cache/vaelab/data)",
+        )
+        p.add_argument("--path", help="a specific file or folder to read instead")
+
+    info = data_cmds.add_parser("info", help="sizes, factors, splits and where the files are")
+    dataset_args(info)
+    info.add_argument("--split", help="only this split")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_data_info)
+
+    verify = data_cmds.add_parser("verify", help="check the dataset's files against checksums")
+    dataset_args(verify)
+    verify.set_defaults(func=cmd_data_verify)
+
+    samples = data_cmds.add_parser("samples", help="save a grid of random images as a PNG")
+    dataset_args(samples)
+    samples.add_argument("--out", required=True, help="PNG file to write")
+    samples.add_argument("--split", default="train")
+    samples.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    samples.add_argument("--seed", type=int, default=0)
+    samples.add_argument("--download", action="store_true", help="download missing files")
+    samples.set_defaults(func=cmd_data_samples)
+
+    presets = commands.add_parser("presets", help="named experiment configs")
+    preset_cmds = presets.add_subparsers(dest="presets_command", metavar="ACTION")
+    preset_cmds.add_parser("list", help="every shipped preset").set_defaults(func=cmd_presets_list)
+    show = preset_cmds.add_parser("show", help="print a preset's fully resolved config")
+    show.add_argument("name")
+    show.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field, e.g. --set train.lr=1e-4 (repeatable)",
+    )
+    show.set_defaults(func=cmd_presets_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        sub = {"data": "data", "presets": "presets"}.get(args.command or "")
+        if sub:
+            parser.parse_args([sub, "--help"])
+        parser.print_help()
+        return 2
+    from vaelab.config import ConfigError
+    from vaelab.data.base import DataError
+    from vaelab.registry import UnknownNameError
+    from vaelab.rundir import RunDirError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, DataError, UnknownNameError, RunDirError, UsageError) as err:
+        print(f"vaelab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vaelab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
