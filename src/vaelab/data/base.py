@@ -71,7 +71,7 @@ class ImageDataset:
             "files": [str(f) for f in self.files],
         }
         if self.labels is not None:
-            out["classes"] = int(len(np.unique(self.labels)))
+            out["classes"] = len(np.unique(self.labels))
         return out
 
 
@@ -101,11 +101,12 @@ class GroundTruthDataset(ImageDataset):
                 f"dataset {self.name!r}: factors must be [N={len(self)}, K={k}] with {k} names, "
                 f"got shape {tuple(self.factors.shape)} and {len(self.factor_names)} names"
             )
-        if self.factors.size and (self.factors.min() < 0 or (self.factors >= self.factor_sizes).any()):
-            bad = int(np.argmax(((self.factors < 0) | (self.factors >= self.factor_sizes)).any(1)))
+        outside = ((self.factors < 0) | (self.factors >= np.array(self.factor_sizes))).any(1)
+        if outside.any():
+            bad = int(np.argmax(outside))
             raise DataError(
-                f"dataset {self.name!r}: image {bad} has factor classes {self.factors[bad].tolist()}"
-                f" outside the sizes {list(self.factor_sizes)}"
+                f"dataset {self.name!r}: image {bad} has factor classes "
+                f"{self.factors[bad].tolist()} outside the sizes {list(self.factor_sizes)}"
             )
         self._bases = np.array(
             [int(np.prod(self.factor_sizes[i + 1 :])) for i in range(k)], dtype=np.int64

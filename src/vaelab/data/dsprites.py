@@ -17,7 +17,7 @@ import io
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -39,21 +39,23 @@ SPLITS = ("train", "all")
 class _SafeUnpickler(pickle.Unpickler):
     """Rebuilds only builtins containers and NumPy arrays/dtypes/scalars."""
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("builtins", "tuple"),
-        ("builtins", "list"),
-        ("builtins", "dict"),
-        ("builtins", "set"),
-        ("__builtin__", "tuple"),
-        ("__builtin__", "list"),
-        ("__builtin__", "set"),
-    }
+    _ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("builtins", "tuple"),
+            ("builtins", "list"),
+            ("builtins", "dict"),
+            ("builtins", "set"),
+            ("__builtin__", "tuple"),
+            ("__builtin__", "list"),
+            ("__builtin__", "set"),
+        }
+    )
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
