@@ -12,6 +12,7 @@ import yaml
 from PIL import Image
 
 from vaelab.cli import main
+from vaelab.presets import preset_names
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -91,8 +92,8 @@ def test_data_samples_writes_a_grid(capsys, tmp_path, shared_data):
 
 def test_presets_list_and_show(capsys):
     code, out, _ = run(capsys, "presets", "list")
-    assert code == 0 and out.startswith("dsprites_demo")
-    code, out, _ = run(capsys, "presets", "show", "dsprites_demo", "--set", "train.lr=2e-4")
+    assert code == 0 and "btcvae_dsprites" in out and out.count("\n") == len(preset_names())
+    code, out, _ = run(capsys, "presets", "show", "demo", "--set", "train.lr=2e-4")
     assert code == 0
     shown = yaml.safe_load(out)
     assert shown["train"]["lr"] == pytest.approx(2e-4)
@@ -103,7 +104,7 @@ def test_presets_list_and_show(capsys):
     ("argv", "message"),
     [
         (
-            ["presets", "show", "dsprites_demo", "--set", "train.lr=abc"],
+            ["presets", "show", "demo", "--set", "train.lr=abc"],
             "train.lr: expected a number, got 'abc'",
         ),
         (["presets", "show", "nope"], "unknown preset 'nope'"),

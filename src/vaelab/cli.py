@@ -19,7 +19,7 @@ examples:
   vaelab data info mnist --root ../shared/data
   vaelab data samples dsprites-procedural --out samples.png
   vaelab presets list
-  vaelab presets show dsprites_demo --set train.lr=1e-4
+  vaelab presets show demo --set train.lr=1e-4
 """
 
 
@@ -156,6 +156,39 @@ def cmd_data_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- models and objectives ------------------------------------------------------------------
+def _list_registry(kind: str) -> int:
+    import dataclasses
+
+    from vaelab.registry import MODELS, OBJECTIVES
+
+    registry = {"models": MODELS, "objectives": OBJECTIVES}[kind]
+    for entry in registry:
+        print(f"{entry.name}: {entry.summary}")
+        if entry.params is not None:
+            fields = [f"{f.name}={_default(f)}" for f in dataclasses.fields(entry.params)]
+            print("    " + ", ".join(fields))
+    return 0
+
+
+def _default(field) -> str:
+    import dataclasses
+
+    if field.default is not dataclasses.MISSING:
+        return repr(field.default)
+    if field.default_factory is not dataclasses.MISSING:
+        return repr(field.default_factory())
+    return "(required)"
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    return _list_registry("models")
+
+
+def cmd_objectives_list(args: argparse.Namespace) -> int:
+    return _list_registry("objectives")
+
+
 # -- presets --------------------------------------------------------------------------------
 def cmd_presets_list(args: argparse.Namespace) -> int:
     from vaelab.presets import preset_description, preset_names
@@ -171,6 +204,73 @@ def cmd_presets_show(args: argparse.Namespace) -> int:
     from vaelab.presets import load_preset
 
     print(load_preset(args.name, args.set).to_yaml(), end="")
+    return 0
+
+
+# -- train ----------------------------------------------------------------------------------
+TRAIN_FLAGS = {  # explicit flags -> config keys
+    "model": "model.name",
+    "objective": "objective.name",
+    "data": "data.name",
+    "data_root": "data.root",
+    "steps": "train.steps",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "latent_dim": "model.latent_dim",
+    "device": "device",
+    "seed": "seed",
+}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vaelab.config import Config, apply_overrides, config_from_dict, read_yaml
+    from vaelab.presets import preset_values
+    from vaelab.train.loop import config_summary, train
+
+    overrides = [
+        f"{key}={getattr(args, flag)}"
+        for flag, key in TRAIN_FLAGS.items()
+        if getattr(args, flag) is not None
+    ]
+    if args.no_progress:
+        overrides.append("train.progress=false")
+    overrides += args.set
+    if args.resume:
+        if args.preset or args.config or args.out:
+            raise UsageError(
+                "--resume continues a run with its own config: drop --preset, "
+                "--config and --out (use --set to change a value)"
+            )
+        result = train(resume=args.resume, overrides=overrides, stop_at=args.stop_at)
+    else:
+        if args.preset and args.config:
+            raise UsageError("give --preset or --config, not both")
+        if args.preset:
+            values, name = preset_values(args.preset), args.preset
+        elif args.config:
+            values, name = read_yaml(args.config), Path(args.config).stem
+        else:
+            values, name = Config().to_dict(), "run"
+        source = f"preset {args.preset!r}" if args.preset else (args.config or "")
+        cfg = config_from_dict(apply_overrides(values, overrides), source=source)
+        print(f"training {config_summary(cfg)}", flush=True)
+        result = train(cfg, out=args.out, overwrite=args.overwrite, name=name, stop_at=args.stop_at)
+    print(f"run directory: {result.run_dir}")
+    if result.steps < result.target_steps:
+        print(
+            f"stopped at step {result.steps} of {result.target_steps}; continue with: "
+            f"vaelab train --resume {result.run_dir}"
+        )
+    for key in ("loss", "recon", "kl"):
+        if isinstance(result.last_log.get(key), float):
+            print(f"  final {key}: {result.last_log[key]:.4f}")
+    print(f"  weights: {result.run_dir / 'model.safetensors'}")
+    print(
+        f"  log: {result.run_dir / 'train_log.jsonl'} (TensorBoard: "
+        f"{result.run_dir / 'tensorboard'})"
+    )
+    if result.skipped:
+        print(f"  skipped updates: {result.skipped}")
     return 0
 
 
@@ -220,6 +320,60 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("--download", action="store_true", help="download missing files")
     samples.set_defaults(func=cmd_data_samples)
 
+    tr = commands.add_parser(
+        "train",
+        help="train a model (a preset, a config file, or explicit flags)",
+        description="Train a model into a run directory. Start from a preset (--preset), a "
+        "YAML config (--config) or the defaults, change any field with --set KEY=VALUE, or "
+        "continue an interrupted run with --resume RUN_DIR.",
+        epilog="examples:\n  vaelab train --preset btcvae_dsprites --steps 2000\n"
+        "  vaelab train --model burgess --objective betah --data mnist --set objective.beta=4\n"
+        "  vaelab train --resume runs/btcvae_dsprites-20261121-120000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = tr.add_argument_group("what to train")
+    source.add_argument("--preset", help="a preset name (vaelab presets list)")
+    source.add_argument("--config", help="a YAML config file")
+    source.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint"
+    )
+    source.add_argument("--model", help="model name, e.g. burgess, dlib, convvae, mlp")
+    source.add_argument(
+        "--objective", help="objective name, e.g. vae, betah, betab, factor, btcvae, dip"
+    )
+    source.add_argument("--data", help="dataset name (vaelab data list)")
+    source.add_argument("--data-root", help="data folder")
+    source.add_argument("--latent-dim", type=int)
+    source.add_argument("--steps", type=int, help="number of optimizer updates")
+    source.add_argument("--batch-size", type=int, help="global batch size (split over processes)")
+    source.add_argument("--lr", type=float)
+    source.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set train.amp=bf16 (repeatable)",
+    )
+    where = tr.add_argument_group("where and how")
+    where.add_argument("--out", help="run directory (default runs/<preset>-<time>)")
+    where.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    where.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
+    where.add_argument("--seed", type=int)
+    where.add_argument("--no-progress", action="store_true", help="no progress bar")
+    where.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="STEP",
+        help="stop after this step with a checkpoint, to resume later (jobs with a time limit)",
+    )
+    tr.set_defaults(func=cmd_train)
+
+    for kind, func in (("models", cmd_models_list), ("objectives", cmd_objectives_list)):
+        sub = commands.add_parser(kind, help=f"the {kind} vaelab can train, with their parameters")
+        sub.add_subparsers(dest=f"{kind}_command", metavar="ACTION").add_parser(
+            "list", help=f"every {kind[:-1]} and its parameters (config keys)"
+        ).set_defaults(func=func)
+
     presets = commands.add_parser("presets", help="named experiment configs")
     preset_cmds = presets.add_subparsers(dest="presets_command", metavar="ACTION")
     preset_cmds.add_parser("list", help="every shipped preset").set_defaults(func=cmd_presets_list)
@@ -240,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
-        sub = {"data": "data", "presets": "presets"}.get(args.command or "")
+        sub = args.command if args.command in ("data", "presets", "models", "objectives") else ""
         if sub:
             parser.parse_args([sub, "--help"])
         parser.print_help()
@@ -249,10 +403,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vaelab.data.base import DataError
     from vaelab.registry import UnknownNameError
     from vaelab.rundir import RunDirError
+    from vaelab.train.errors import CheckpointError, TrainingDiverged
 
     try:
         return int(args.func(args) or 0)
     except (ConfigError, DataError, UnknownNameError, RunDirError, UsageError) as err:
+        print(f"vaelab: error: {err}", file=sys.stderr)
+        return 2
+    except (TrainingDiverged, CheckpointError) as err:
         print(f"vaelab: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from vaelab.registry import DATASETS, MODELS, OBJECTIVES, Registry
+from vaelab.registry import DATASETS, METRICS, MODELS, OBJECTIVES, Registry
 
 
 class ConfigError(ValueError):
@@ -250,6 +250,9 @@ class DataConfig(Section):
         help="on-device conversion of uint8 images",
     )
     bits: int = spec(8, minimum=1, maximum=8, help="bit depth (5 for 5-bit likelihood data)")
+    image_size: int | None = spec(
+        None, minimum=1, help="resize images to this size once at load time (bilinear)"
+    )
     batcher: str = spec(
         "auto",
         choices=("auto", "device", "loader"),
@@ -313,6 +316,12 @@ class EvalConfig(Section):
     every: int = spec(0, minimum=0, help="evaluate every N steps (0: only at the end)")
     batch_size: int = spec(256, minimum=1)
     seed: int = spec(0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in self.metrics:
+            if name not in METRICS:
+                raise ConfigError(f"eval.metrics: {METRICS.unknown_message(name)}")
 
 
 @dataclass

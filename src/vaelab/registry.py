@@ -103,7 +103,17 @@ DATASETS = Registry(
     "dataset",
     modules=("vaelab.data.dsprites", "vaelab.data.dsprites_procedural", "vaelab.data.mnist"),
 )
-MODELS = Registry("model")
-OBJECTIVES = Registry("objective")
+MODELS = Registry("model", modules=("vaelab.models.gaussian",))
+OBJECTIVES = Registry(
+    "objective",
+    modules=(
+        "vaelab.objectives.vae",
+        "vaelab.objectives.betah",
+        "vaelab.objectives.betab",
+        "vaelab.objectives.factor",
+        "vaelab.objectives.btcvae",
+        "vaelab.objectives.dip",
+    ),
+)
 METRICS = Registry("metric")
 PLOTS = Registry("plot")

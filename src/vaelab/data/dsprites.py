@@ -163,6 +163,7 @@ def _values_per_class(classes: np.ndarray, values: np.ndarray, size: int) -> np.
     splits=SPLITS,
     files=lambda split: [OFFICIAL],
     folder="dsprites",
+    image_shape=(1, 64, 64),
 )
 def load_dsprites(
     root: str | Path | None = None,

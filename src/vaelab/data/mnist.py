@@ -167,6 +167,7 @@ load_mnist = DATASETS.register(
     splits=tuple(MNIST_FILES),
     files=MNIST_FILES.__getitem__,
     folder="mnist",
+    image_shape=(1, 28, 28),
 )(_idx_loader("mnist", MNIST_FILES))
 load_fashion_mnist = DATASETS.register(
     "fashion-mnist",
@@ -174,6 +175,7 @@ load_fashion_mnist = DATASETS.register(
     splits=tuple(FASHION_FILES),
     files=FASHION_FILES.__getitem__,
     folder="fashion-mnist",
+    image_shape=(1, 28, 28),
 )(_idx_loader("fashion-mnist", FASHION_FILES))
 
 
@@ -246,6 +248,7 @@ def binarized_file(split: str, folder: Path, download: bool, verify: bool = True
     splits=tuple(BINARIZED_FILES),
     files=BINARIZED_FILES.__getitem__,
     folder="binarized-mnist",
+    image_shape=(1, 28, 28),
 )
 def load_binarized_mnist(
     root: str | Path | None = None,

@@ -1,0 +1,76 @@
+"""Loss terms on a held-out split, in a fixed order, without touching the training RNG."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from vaelab.data.base import ImageDataset
+from vaelab.data.transforms import Transform, data_scale
+
+EVAL_STEP = 2**62
+"""The step passed to ``model.loss`` in evaluation: every schedule is at its final value
+(warm-ups done, capacity at C_max), as in the reference evaluations."""
+
+
+def iterate_images(
+    dataset: ImageDataset,
+    batch_size: int,
+    device: torch.device,
+    transform: str = "float",
+    bits: int = 8,
+    seed: int = 0,
+):
+    """Float batches of the whole dataset in stored order (the last one may be smaller).
+
+    Random transforms (dynamic binarisation, dequantisation) are seeded by ``seed`` and the
+    batch number, so two evaluations see identical inputs.
+    """
+    convert = Transform(transform, bits, data_scale(dataset), seed, 0, torch.device(device), False)
+    images = dataset.images
+    for number, start in enumerate(range(0, len(dataset), batch_size)):
+        rows = np.arange(start, min(start + batch_size, len(dataset)))
+        if hasattr(images, "render"):
+            u8 = images.render(torch.from_numpy(rows).to(device))
+        else:
+            u8 = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device)
+        yield convert(u8, number)
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: nn.Module,
+    dataset: ImageDataset,
+    batch_size: int,
+    device: torch.device,
+    transform: str = "float",
+    bits: int = 8,
+    seed: int = 0,
+) -> dict[str, float | list[float]]:
+    """Image-weighted means of ``model.loss``'s terms over ``dataset`` (eval mode).
+
+    Runs inside ``torch.random.fork_rng`` seeded with ``seed``: the posterior samples drawn
+    here are reproducible and the training stream of random numbers is left untouched.
+    """
+    was_training = model.training
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    devices = [device] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for x in iterate_images(dataset, batch_size, device, transform, bits, seed):
+            out = model.loss(x, EVAL_STEP)
+            terms = {"loss": out.loss, **out.terms}
+            for name, value in terms.items():
+                value = value.detach().double() * len(x)
+                sums[name] = sums[name] + value if name in sums else value
+            count += len(x)
+    model.train(was_training)
+    result: dict[str, float | list[float]] = {}
+    for name, total in sums.items():
+        mean = (total / max(count, 1)).cpu()
+        result[name] = mean.item() if mean.dim() == 0 else mean.tolist()
+    result["images"] = count
+    return result
