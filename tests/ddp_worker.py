@@ -10,11 +10,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import train_support  # noqa: F401  (registers the test entries)
+import train_support
 from vaelab.config import config_from_dict
 from vaelab.train.loop import train
 
 if __name__ == "__main__":
+    train_support.register()
     out, steps = sys.argv[1], int(sys.argv[2])
     cfg = config_from_dict(
         {

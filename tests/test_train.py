@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import train_support  # noqa: F401  (registers test-random, test-det, test-nan)
+import train_support
 from vaelab.cli import main
 from vaelab.config import config_from_dict, merge
 from vaelab.models.build import build_model, load_run_model
@@ -25,6 +25,14 @@ from vaelab.train.logging import read_log
 from vaelab.train.loop import train
 
 TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True)
+def test_entries():
+    """The test-only dataset, model and objective, registered for each test of this file."""
+    train_support.register()
+    yield
+    train_support.unregister()
 
 
 def tiny(**sections) -> dict:
@@ -89,6 +97,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 import train_support
+train_support.register()
 import torch
 from vaelab.config import config_from_dict, merge
 from vaelab.train.loop import train
@@ -125,7 +134,8 @@ def test_sigkill_during_a_checkpoint_write_resumes_from_the_last_complete_one(tm
         [
             sys.executable,
             "-c",
-            "import sys, train_support; from vaelab.cli import main; sys.exit(main(sys.argv[1:]))",
+            "import sys, train_support; train_support.register(); "
+            "from vaelab.cli import main; sys.exit(main(sys.argv[1:]))",
             "train",
             "--resume",
             str(run),
@@ -344,7 +354,6 @@ def test_a_few_hundred_steps_learn_dsprites(tmp_path, shared_data):
     """
     path = shared_data / "dsprites" / "dsprites_downsampled.npz"
     values = tiny(
-        data={"name": "dsprites", "path": str(path), "options": {}},
         model={"name": "mlp", "latent_dim": 6, "hidden": [256]},
         objective={"name": "vae"},
         train={
@@ -355,6 +364,7 @@ def test_a_few_hundred_steps_learn_dsprites(tmp_path, shared_data):
             "checkpoint_every": 300,
         },
     )
+    values["data"] = {"name": "dsprites", "path": str(path)}
     result = train(config_from_dict(values), out=tmp_path / "r")
     first = read_log(tmp_path / "r" / "train_log.jsonl")[0]["loss"]
     assert result.last_log["loss"] < 250, result.last_log["loss"]

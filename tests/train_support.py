@@ -20,10 +20,7 @@ from vaelab.models.base import LossOutput
 from vaelab.objectives.vae import VAE
 from vaelab.registry import DATASETS, MODELS, OBJECTIVES
 
-
-def _register(registry, name, summary, target, **kw):
-    if name not in registry:
-        registry.register(name, summary, **kw)(target)
+ENTRIES = []  # (registry, name), filled by register()
 
 
 def random_images(
@@ -83,8 +80,32 @@ def build_nan(dataset_size: int, nan_steps: list[int] | None = None) -> NanVAE:
     return NanVAE(nan_steps or [])
 
 
-_register(DATASETS, "test-random", "random images (tests)", random_images, splits=("train", "test"))
-_register(MODELS, "test-det", "deterministic autoencoder (tests)", build_det, params=DetParams)
-_register(
-    OBJECTIVES, "test-nan", "ELBO with NaN at chosen steps (tests)", build_nan, params=NanParams
-)
+def register() -> None:
+    """Add the test entries to the registries (idempotent)."""
+    for registry, name, summary, target, kw in (
+        (
+            DATASETS,
+            "test-random",
+            "random images (tests)",
+            random_images,
+            {"splits": ("train", "test")},
+        ),
+        (MODELS, "test-det", "deterministic autoencoder (tests)", build_det, {"params": DetParams}),
+        (
+            OBJECTIVES,
+            "test-nan",
+            "ELBO with NaN at chosen steps (tests)",
+            build_nan,
+            {"params": NanParams},
+        ),
+    ):
+        if name not in registry:
+            registry.register(name, summary, **kw)(target)
+            ENTRIES.append((registry, name))
+
+
+def unregister() -> None:
+    """Remove them again, so that other tests see only the real entries."""
+    while ENTRIES:
+        registry, name = ENTRIES.pop()
+        registry._entries.pop(name, None)
