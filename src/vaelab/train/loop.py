@@ -53,8 +53,10 @@ from vaelab.train.errors import CheckpointError, TrainingDiverged
 from vaelab.train.evaluation import evaluate_loss
 from vaelab.train.logging import RunLogger, TermAccumulator, make_progress, read_log
 from vaelab.train.optim import build_optimizer, lr_factor, supports_found_inf
+from vaelab.train.perf import tune_glibc_allocator
 
 logger = logging.getLogger(__name__)
+_total_norm = getattr(torch.nn.utils, "get_total_norm", None)  # torch >= 2.6
 
 
 @dataclass
@@ -173,6 +175,8 @@ def _train(
             "processes; use a multiple of the number of processes"
         )
     torch.manual_seed(cfg.seed)
+    if device.type == "cpu" and tc.tune_allocator:
+        tune_glibc_allocator()
 
     # -- data -------------------------------------------------------------------------------
     data_kwargs = dict(root=dc.root, path=dc.path, download=dc.download, **dc.options)
@@ -268,7 +272,6 @@ def _train(
     worst_run = torch.zeros((), dtype=torch.int64, device=device)
     skipped = torch.zeros((), dtype=torch.int64, device=device)  # since the last log
     threshold = math.inf if tc.skip_threshold is None else tc.skip_threshold
-    clip = math.inf if tc.grad_clip is None else tc.grad_clip
     last: dict[str, Any] = {}
     tick, tick_step = time.perf_counter(), start
 
@@ -296,7 +299,13 @@ def _train(
             if scaler is not None:
                 for opt in optimizers.values():
                     scaler.unscale_(opt)
-            norm = torch.nn.utils.clip_grad_norm_(model_params, clip, foreach=True)
+            if tc.grad_clip is None and _total_norm is not None:  # no multiply of grads by 1
+                norm = _total_norm(
+                    [p.grad for p in model_params if p.grad is not None], foreach=True
+                )
+            else:
+                clip = math.inf if tc.grad_clip is None else tc.grad_clip
+                norm = torch.nn.utils.clip_grad_norm_(model_params, clip, foreach=True)
             bad = ~torch.isfinite(norm) | ~torch.isfinite(total.detach()) | (norm > threshold)
             _step_optimizers(optimizers, scaler, bad, fused)
             with warnings.catch_warnings():  # a skipped first update is not a misordered call
