@@ -287,7 +287,6 @@ class DeviceBatcher(_Batcher):
             labels,
         )
         images = dataset.images
-        self._array: np.ndarray | None = None
         if hasattr(images, "render"):
             self._lazy = images
             self.images: torch.Tensor | None = None
@@ -297,8 +296,6 @@ class DeviceBatcher(_Batcher):
             if not array.flags.writeable:  # e.g. a read-only memmap; torch wants writable
                 array = array.copy()
             self.images = torch.from_numpy(array).to(self.device)
-            if self.device.type == "cpu":  # gather with NumPy, on this thread (see Transform)
-                self._array = array
 
     def _gather(self, index: torch.Tensor, step: int) -> torch.Tensor | np.ndarray:
         if self._lazy is not None:
@@ -308,8 +305,6 @@ class DeviceBatcher(_Batcher):
                     f"{type(self._lazy).__name__}.render returned {out.dtype}, not uint8"
                 )
             return out
-        if self._array is not None:  # CPU: a NumPy array, which _Transform takes as is
-            return np.take(self._array, index.numpy(), axis=0)
         return self.images.index_select(0, index)
 
 
