@@ -369,3 +369,17 @@ def test_a_few_hundred_steps_learn_dsprites(tmp_path, shared_data):
     first = read_log(tmp_path / "r" / "train_log.jsonl")[0]["loss"]
     assert result.last_log["loss"] < 250, result.last_log["loss"]
     assert first > 500
+
+
+@pytest.mark.slow
+def test_compiled_loss_trains_like_the_eager_one(tmp_path):
+    """``train.compile`` (torch.compile of the loss; slow: ~1 minute to compile on a CPU)."""
+    model = {"name": "test-det", "latent_dim": 3}  # deterministic: no sampled noise to differ
+    eager = train(
+        config_from_dict(tiny(model=model, train={"steps": 5, "log_every": 5})), out=tmp_path / "e"
+    )
+    compiled = train(
+        config_from_dict(tiny(model=model, train={"steps": 5, "log_every": 5, "compile": True})),
+        out=tmp_path / "c",
+    )
+    assert compiled.last_log["loss"] == pytest.approx(eager.last_log["loss"], rel=1e-4)
