@@ -96,10 +96,13 @@ def cmd_data_info(args: argparse.Namespace) -> int:
             print(f"  {split}: not available\n    " + info["error"].replace("\n", "\n    "))
             continue
         c, h, w = info["image_shape"]
-        line = (
-            f"  {split}: {info['images']:,} images, {c}x{h}x{w} uint8, "
-            f"{_human_bytes(info['uint8_bytes'])} in memory"
-        )
+        size = _human_bytes(info["uint8_bytes"])
+        where = {
+            "memory": f"{size} in memory",
+            "memory-mapped": f"{size}, memory-mapped",
+            "on demand": f"rendered on demand ({size} if cached)",
+        }[info["storage"]]
+        line = f"  {split}: {info['images']:,} images, {c}x{h}x{w} uint8, {where}"
         if "classes" in info:
             line += f", {info['classes']} classes"
         print(line)
@@ -253,6 +256,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             values, name = Config().to_dict(), "run"
         source = f"preset {args.preset!r}" if args.preset else (args.config or "")
         cfg = config_from_dict(apply_overrides(values, overrides), source=source)
+        if cfg.model.name is None:
+            raise UsageError(
+                "nothing to train: give --preset NAME (vaelab presets list), "
+                "--config FILE, or --model NAME (vaelab models list)"
+            )
         print(f"training {config_summary(cfg)}", flush=True)
         result = train(cfg, out=args.out, overwrite=args.overwrite, name=name, stop_at=args.stop_at)
     print(f"run directory: {result.run_dir}")

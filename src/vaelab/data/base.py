@@ -59,6 +59,15 @@ class ImageDataset:
         """Memory the images take as ``uint8``."""
         return int(np.prod(self.images.shape))
 
+    @property
+    def storage(self) -> str:
+        """Where the images live: ``memory``, ``memory-mapped`` or ``on demand`` (rendered)."""
+        if isinstance(self.images, LazyImages):
+            return "on demand"
+        if isinstance(self.images, np.memmap):
+            return "memory-mapped"
+        return "memory"
+
     def summary(self) -> dict:
         """Plain facts about the dataset, for ``vaelab data info`` and reports."""
         c, h, w = self.image_shape
@@ -68,6 +77,7 @@ class ImageDataset:
             "images": len(self),
             "image_shape": [c, h, w],
             "uint8_bytes": self.nbytes,
+            "storage": self.storage,
             "files": [str(f) for f in self.files],
         }
         if self.labels is not None:

@@ -7,6 +7,7 @@ An objective turns one forward pass (:class:`VAEOutput`) and the optimizer step 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
@@ -92,16 +93,16 @@ def loss_output(
     return LossOutput(loss, logged, dict(group_losses or {}))
 
 
-class Objective(nn.Module):
+class Objective(nn.Module, abc.ABC):
     """Base class: ``forward(out, step)`` maps one :class:`VAEOutput` to a :class:`LossOutput`.
 
     An ``nn.Module`` so that objectives with trainable parts (FactorVAE's discriminator) are
     saved in the model's ``state_dict``.
     """
 
+    @abc.abstractmethod
     def forward(self, out: VAEOutput, step: int) -> LossOutput:
         """The loss of one forward pass at optimizer step ``step``; subclasses implement it."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def loss(self, model: GaussianVAE, x: torch.Tensor, step: int) -> LossOutput:
         """One training batch ``x`` -> :class:`LossOutput` (one forward pass by default)."""
