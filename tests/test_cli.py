@@ -35,7 +35,17 @@ def test_data_list_names_every_dataset(capsys):
     assert code == 0
     names = [line.split()[0] for line in out.splitlines()]
     assert names == sorted(
-        ["binarized-mnist", "dsprites", "dsprites-procedural", "fashion-mnist", "mnist"]
+        [
+            "binarized-mnist",
+            "celeba",
+            "chairs",
+            "cifar10",
+            "cifar100",
+            "dsprites",
+            "dsprites-procedural",
+            "fashion-mnist",
+            "mnist",
+        ]
     )
     assert "[splits: train, valid, test]" in out
 

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import socket
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,61 +31,12 @@ CONTENT_MD5 = hashlib.md5(CONTENT).hexdigest()
 NAME = "train-images.gz"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Serves ``server.content`` with Range support; ``server.mode`` selects a misbehaviour."""
-
-    def log_message(self, format, *args):  # keep test output quiet
-        pass
-
-    def do_GET(self):
-        srv = self.server
-        srv.requests.append(self.headers.get("Range"))
-        if srv.mode == "stall":
-            srv.release.wait(5)
-            return
-        body = srv.content
-        if srv.mode == "wrong":
-            body = bytes(b ^ 0xFF for b in body)
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and srv.mode != "ignore-range":
-            start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            shown = 0 if srv.mode == "bad-range" else start
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {shown}-{len(body) - 1}/{len(body)}")
-            start = shown
-        else:
-            self.send_response(200)
-        payload = body[start:]
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if srv.mode == "truncate":
-            payload = payload[: srv.cut]
-        self.wfile.write(payload)
-
-
 @pytest.fixture
-def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    srv.content = CONTENT
-    srv.mode = "normal"
-    srv.cut = 100_000
-    srv.requests = []
-    srv.release = threading.Event()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/{NAME}"
-    thread = threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield srv
-    srv.release.set()
-    srv.shutdown()
-    srv.server_close()
+def server(http_server):
+    """The 127.0.0.1 server of ``conftest.py`` serving CONTENT at ``server.url``."""
+    http_server.content = CONTENT
+    http_server.url = http_server.base_url + NAME
+    return http_server
 
 
 def _remote(url: str | None, md5: str | None = CONTENT_MD5, size: int | None = len(CONTENT)):

@@ -57,3 +57,8 @@ def test_every_preset_is_in_the_readme():
     for name in preset_names():
         stem = name.split("_")[0]
         assert name in README or f"`{stem}_" in README, name
+
+
+def test_readme_python_examples_run():
+    for block in re.findall(r"```python\n(.*?)```", README, flags=re.S):
+        exec(compile(block, "README.md", "exec"), {})  # the README's own code, nothing else

@@ -163,11 +163,12 @@ def cmd_data_samples(args: argparse.Namespace) -> int:
 def _list_registry(kind: str) -> int:
     import dataclasses
 
-    from vaelab.registry import MODELS, OBJECTIVES
+    from vaelab.registry import METRICS, MODELS, OBJECTIVES
 
-    registry = {"models": MODELS, "objectives": OBJECTIVES}[kind]
+    registry = {"models": MODELS, "objectives": OBJECTIVES, "metrics": METRICS}[kind]
     for entry in registry:
-        print(f"{entry.name}: {entry.summary}")
+        default = " [default]" if entry.meta.get("default") else ""
+        print(f"{entry.name}: {entry.summary}{default}")
         if entry.params is not None:
             fields = [f"{f.name}={_default(f)}" for f in dataclasses.fields(entry.params)]
             print("    " + ", ".join(fields))
@@ -190,6 +191,55 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_objectives_list(args: argparse.Namespace) -> int:
     return _list_registry("objectives")
+
+
+def cmd_metrics_list(args: argparse.Namespace) -> int:
+    return _list_registry("metrics")
+
+
+# -- evaluate -------------------------------------------------------------------------------
+def _metric_params(items: Sequence[str]) -> dict[str, dict]:
+    from vaelab.config import parse_override
+
+    params: dict[str, dict] = {}
+    for item in items:
+        keys, value = parse_override(item)
+        if len(keys) != 2:
+            raise UsageError(
+                f"--set {item!r}: expected METRIC.PARAM=VALUE, e.g. mig.num_points=5000"
+            )
+        params.setdefault(keys[0], {})[keys[1]] = value
+    return params
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vaelab.metrics import METRICS
+    from vaelab.metrics.evaluate import evaluate_run, format_table
+
+    names = None
+    if args.metrics:
+        if args.metrics == "all":
+            names = [e.name for e in METRICS]
+        else:
+            names = [n.strip() for n in args.metrics.split(",") if n.strip()]
+    params = _metric_params(args.set)
+    for key in params:
+        if names is not None and key not in names:
+            raise UsageError(f"--set {key}.…: metric {key!r} is not in --metrics")
+    results, path = evaluate_run(
+        args.run_dir,
+        names,
+        split=args.split,
+        seed=args.seed,
+        representation=args.representation,
+        params=params or None,
+        device=args.device,
+        root=args.data_root,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    print(format_table(results))
+    print(f"written to {path}")
+    return 0
 
 
 # -- presets --------------------------------------------------------------------------------
@@ -382,6 +432,46 @@ def build_parser() -> argparse.ArgumentParser:
             "list", help=f"every {kind[:-1]} and its parameters (config keys)"
         ).set_defaults(func=func)
 
+    metrics = commands.add_parser("metrics", help="the metrics vaelab computes")
+    metrics.add_subparsers(dest="metrics_command", metavar="ACTION").add_parser(
+        "list", help="every metric and its protocol parameters ([default]: run when none named)"
+    ).set_defaults(func=cmd_metrics_list)
+
+    ev = commands.add_parser(
+        "evaluate",
+        help="score a trained run (disentanglement and likelihood metrics)",
+        description="Compute metrics of a run's final model and merge them into "
+        "RUN_DIR/metrics.json (values, protocol, seed, time). Without --metrics: the run's "
+        "eval.metrics, or the default suite for its dataset.",
+        epilog="examples:\n  vaelab evaluate runs/demo\n"
+        "  vaelab evaluate runs/demo --metrics mig,dci --seed 1\n"
+        "  vaelab evaluate runs/demo --metrics mig_chen --set mig_chen.factors=[scale,"
+        "orientation,posX,posY]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("run_dir", metavar="RUN_DIR")
+    ev.add_argument("--metrics", help="comma-separated names (vaelab metrics list), or 'all'")
+    ev.add_argument(
+        "--split",
+        help="dataset split to score (default: training data for disentanglement metrics, "
+        "the held-out split for likelihood metrics)",
+    )
+    ev.add_argument("--seed", type=int, help="metric seed (default: the run's eval.seed)")
+    ev.add_argument(
+        "--representation", choices=("mean", "sampled"), help="score μ or a sample μ + σε"
+    )
+    ev.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METRIC.PARAM=VALUE",
+        help="a protocol parameter, e.g. --set mig.num_points=5000 (repeatable)",
+    )
+    ev.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    ev.add_argument("--data-root", help="data folder (default: the run's)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_evaluate)
+
     presets = commands.add_parser("presets", help="named experiment configs")
     preset_cmds = presets.add_subparsers(dest="presets_command", metavar="ACTION")
     preset_cmds.add_parser("list", help="every shipped preset").set_defaults(func=cmd_presets_list)
@@ -402,7 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
-        sub = args.command if args.command in ("data", "presets", "models", "objectives") else ""
+        groups = ("data", "presets", "models", "objectives", "metrics")
+        sub = args.command if args.command in groups else ""
         if sub:
             parser.parse_args([sub, "--help"])
         parser.print_help()

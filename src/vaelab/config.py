@@ -315,8 +315,17 @@ class EvalConfig(Section):
     """Evaluation during and after training."""
 
     _where = "eval"
-    metrics: list[str] = spec(default_factory=list, help="metrics to compute at the end")
-    every: int = spec(0, minimum=0, help="evaluate every N steps (0: only at the end)")
+    metrics: list[str] = spec(
+        default_factory=list, help="metrics to compute at the end (vaelab metrics list)"
+    )
+    metrics_every: int = spec(
+        0, minimum=0, help="also compute the metrics every N steps (0: only at the end)"
+    )
+    params: dict[str, dict] = spec(
+        default_factory=dict, help="protocol parameters per metric, e.g. {mig: {num_points: 5000}}"
+    )
+    representation: str = spec("mean", choices=("mean", "sampled"), help="code that is scored")
+    every: int = spec(0, minimum=0, help="held-out loss every N steps (0: only at the end)")
     batch_size: int = spec(256, minimum=1)
     seed: int = spec(0)
 
@@ -325,6 +334,18 @@ class EvalConfig(Section):
         for name in self.metrics:
             if name not in METRICS:
                 raise ConfigError(f"eval.metrics: {METRICS.unknown_message(name)}")
+        for name, values in self.params.items():
+            if name not in self.metrics:
+                raise ConfigError(
+                    f"eval.params.{name}: parameters for a metric that is not in eval.metrics "
+                    f"({', '.join(self.metrics) or 'none'})"
+                )
+            from vaelab.metrics import check_params
+
+            try:
+                check_params(name, values)
+            except ValueError as err:
+                raise ConfigError(f"eval.params.{err}") from None
 
 
 @dataclass

@@ -101,7 +101,14 @@ class Registry:
 
 DATASETS = Registry(
     "dataset",
-    modules=("vaelab.data.dsprites", "vaelab.data.dsprites_procedural", "vaelab.data.mnist"),
+    modules=(
+        "vaelab.data.dsprites",
+        "vaelab.data.dsprites_procedural",
+        "vaelab.data.mnist",
+        "vaelab.data.cifar",
+        "vaelab.data.celeba",
+        "vaelab.data.chairs",
+    ),
 )
 MODELS = Registry("model", modules=("vaelab.models.gaussian",))
 OBJECTIVES = Registry(
@@ -115,5 +122,19 @@ OBJECTIVES = Registry(
         "vaelab.objectives.dip",
     ),
 )
-METRICS = Registry("metric")
+METRICS = Registry(
+    "metric",
+    modules=(
+        "vaelab.metrics.mig",
+        "vaelab.metrics.factor_vae",
+        "vaelab.metrics.beta_vae",
+        "vaelab.metrics.irs",
+        "vaelab.metrics.unsupervised",
+        "vaelab.metrics.chen",
+        "vaelab.metrics.dci",
+        "vaelab.metrics.sap",
+        "vaelab.metrics.modularity",
+        "vaelab.metrics.likelihood",
+    ),
+)
 PLOTS = Registry("plot")

@@ -14,15 +14,15 @@ rebuilds plain containers and NumPy arrays, so a crafted file cannot execute cod
 from __future__ import annotations
 
 import io
-import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from vaelab.data.base import DataError, GroundTruthDataset
 from vaelab.data.download import RemoteFile, dataset_folder, ensure_file
+from vaelab.data.safe_pickle import safe_load
 from vaelab.registry import DATASETS
 
 OFFICIAL = RemoteFile(
@@ -34,33 +34,6 @@ OFFICIAL = RemoteFile(
 FACTOR_NAMES_5 = ("shape", "scale", "orientation", "posX", "posY")
 FACTOR_NAMES_6 = ("color", *FACTOR_NAMES_5)
 SPLITS = ("train", "all")
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    """Rebuilds only builtins containers and NumPy arrays/dtypes/scalars."""
-
-    _ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy.core.multiarray", "scalar"),
-            ("numpy._core.multiarray", "scalar"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-            ("builtins", "tuple"),
-            ("builtins", "list"),
-            ("builtins", "dict"),
-            ("builtins", "set"),
-            ("__builtin__", "tuple"),
-            ("__builtin__", "list"),
-            ("__builtin__", "set"),
-        }
-    )
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
-        return super().find_class(module, name)
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
@@ -81,7 +54,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
             else np.lib.format.read_array_header_2_0
         )
         reader(stream)
-        value = _SafeUnpickler(stream, encoding="latin1").load()
+        value = safe_load(stream, encoding="latin1")
     except Exception:  # metadata is optional: fall back to facts read from the arrays
         return {}
     if isinstance(value, np.ndarray) and value.shape == () and value.dtype == object:

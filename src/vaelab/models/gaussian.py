@@ -17,9 +17,16 @@ import torch
 from torch import nn
 
 from vaelab.config import spec
-from vaelab.distributions import LIKELIHOODS, DiagonalGaussian, Likelihood, make_likelihood
+from vaelab.distributions import (
+    LIKELIHOODS,
+    DiagonalGaussian,
+    Likelihood,
+    make_likelihood,
+    standard_normal_log_prob,
+)
 from vaelab.models.base import LossOutput
 from vaelab.nn.burgess import BurgessDecoder, BurgessEncoder
+from vaelab.nn.common import is_positive_int
 from vaelab.nn.convvae import ConvVAEDecoder, ConvVAEEncoder
 from vaelab.nn.dlib import DlibDecoder, DlibEncoder
 from vaelab.nn.mlp import MLPDecoder, MLPEncoder
@@ -110,6 +117,41 @@ class GaussianVAE(nn.Module):
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """The posterior mean μ(x) [B, D], the code that disentanglement metrics score."""
         return self.encode(x).mean
+
+    def log_weights(
+        self,
+        x: torch.Tensor,
+        n_samples: int,
+        generator: torch.Generator | None = None,
+        chunk: int = 64,
+    ) -> torch.Tensor:
+        """Log importance weights log p(x|z_i) + log p(z_i) − log q(z_i|x), z_i ~ q(z|x):
+        float64 [n_samples, B] (Burda et al. 2016, §3).
+
+        The mean over i estimates the ELBO; :func:`vaelab.metrics.likelihood.iwae_bound` takes
+        their log-mean-exp. Sample i is the i-th :meth:`DiagonalGaussian.rsample` draw from
+        ``generator``, so splitting ``n_samples`` over several calls gives the same weights.
+        At most ``chunk`` samples (B·chunk images) are decoded at once. Gradients are kept;
+        callers that only evaluate wrap the call in ``torch.no_grad()``.
+        """
+        for name, value in (("n_samples", n_samples), ("chunk", chunk)):
+            if not is_positive_int(value):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        posterior = self.encode(x)  # [B, D]
+        # log p(z) − log q(z|x) in float64, like the sum the IWAE bound takes of these weights
+        posterior64 = DiagonalGaussian(posterior.mean.double(), posterior.log_var.double())
+        pieces = []
+        for start in range(0, n_samples, chunk):
+            n = min(chunk, n_samples - start)
+            z = torch.stack([posterior.rsample(generator) for _ in range(n)])  # [n, B, D]
+            params = self.decode(z.flatten(0, 1))  # [n·B, C, H, W]
+            images = x.expand(n, *x.shape).flatten(0, 1)  # [n·B, C, H, W]
+            log_lik = -self.likelihood.nll(params, images).view(n, -1).double()  # [n, B]
+            z64 = z.double()
+            log_prior = standard_normal_log_prob(z64).sum(-1)  # [n, B]
+            log_q = posterior64.log_prob(z64).sum(-1)  # [n, B]
+            pieces.append(log_lik + log_prior - log_q)
+        return torch.cat(pieces)
 
 
 # -- registered builders: build(image_shape, objective, **params) -> GaussianVAE ------------------

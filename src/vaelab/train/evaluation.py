@@ -21,21 +21,33 @@ def iterate_images(
     transform: str = "float",
     bits: int = 8,
     seed: int = 0,
+    limit: int | None = None,
 ):
-    """Float batches of the whole dataset in stored order (the last one may be smaller).
+    """Float batches of the dataset (its first ``limit`` images, or all) in stored order;
+    the last batch may be smaller.
 
     Random transforms (dynamic binarisation, dequantisation) are seeded by ``seed`` and the
     batch number, so two evaluations see identical inputs.
     """
     convert = Transform(transform, bits, data_scale(dataset), seed, 0, torch.device(device), False)
+    n = len(dataset) if limit is None else min(int(limit), len(dataset))
+    for number, start in enumerate(range(0, n, batch_size)):
+        rows = np.arange(start, min(start + batch_size, n))
+        yield convert(images_at(dataset, rows, device), number)
+
+
+def images_at(dataset: ImageDataset, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The uint8 images ``[M, C, H, W]`` at ``rows`` (any order, repeats allowed), on
+    ``device``; rendered there for on-demand datasets."""
     images = dataset.images
-    for number, start in enumerate(range(0, len(dataset), batch_size)):
-        rows = np.arange(start, min(start + batch_size, len(dataset)))
-        if hasattr(images, "render"):
-            u8 = images.render(torch.from_numpy(rows).to(device))
-        else:
-            u8 = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device)
-        yield convert(u8, number)
+    if hasattr(images, "render"):
+        return images.render(torch.as_tensor(rows, dtype=torch.int64, device=device))
+    rows = np.asarray(rows, dtype=np.int64)
+    if isinstance(images, np.ndarray) and not isinstance(images, np.memmap):
+        return torch.from_numpy(images[rows]).to(device)
+    # memory-mapped / HDF5: read in increasing order (fast, and what h5py requires)
+    unique, inverse = np.unique(rows, return_inverse=True)
+    return torch.from_numpy(np.ascontiguousarray(images[unique])[inverse]).to(device)
 
 
 @torch.no_grad()
@@ -47,6 +59,7 @@ def evaluate_loss(
     transform: str = "float",
     bits: int = 8,
     seed: int = 0,
+    limit: int | None = None,
 ) -> dict[str, float | list[float]]:
     """Image-weighted means of ``model.loss``'s terms over ``dataset`` (eval mode).
 
@@ -60,7 +73,7 @@ def evaluate_loss(
     devices = [device] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        for x in iterate_images(dataset, batch_size, device, transform, bits, seed):
+        for x in iterate_images(dataset, batch_size, device, transform, bits, seed, limit):
             out = model.loss(x, EVAL_STEP)
             terms = {"loss": out.loss, **out.terms}
             for name, value in terms.items():

@@ -186,6 +186,7 @@ def _train(
         eval_set = resize_dataset(
             load_dataset(dc.name, split=dc.eval_split, **data_kwargs), dc.image_size
         )
+    loaded = {dc.split: dataset, **({dc.eval_split: eval_set} if eval_set is not None else {})}
     batcher = make_batcher(
         dataset,
         tc.batch_size // world,
@@ -367,6 +368,9 @@ def _train(
                     )
             if eval_set is not None and cfg.eval.every and step % cfg.eval.every == 0:
                 _log_eval(model, ema, eval_set, cfg, device, step, log)
+            every = cfg.eval.metrics_every
+            if cfg.eval.metrics and every and step % every == 0 and step < tc.steps:
+                _log_metrics(model, ema, loaded, cfg, device, step, log, run, dist_info)
             if step % tc.checkpoint_every == 0 or stopping:
                 save(step)
             if stopping:
@@ -377,7 +381,6 @@ def _train(
     if eval_set is not None and step == tc.steps:
         last_eval = _log_eval(model, ema, eval_set, cfg, device, step, log)
         last.update({f"eval_{k}": v for k, v in last_eval.items()})
-    log.close()
     if dist_info.is_main and step == tc.steps:
         weights = ema.state_dict() if ema is not None else model.state_dict()
         meta = {
@@ -387,6 +390,9 @@ def _train(
             "objective": str(cfg.objective.name),
         }
         ckpt.save_weights(run.weights, weights, meta)
+        if cfg.eval.metrics:
+            _log_metrics(model, ema, loaded, cfg, device, step, log, run, dist_info)
+    log.close()
     return TrainResult(run.path, step, tc.steps, skipped_total, last)
 
 
@@ -432,6 +438,22 @@ def _log_eval(model, ema, dataset, cfg: Config, device, step: int, log: RunLogge
     model.train()
     log.log(step, values, prefix="eval")
     return values
+
+
+def _log_metrics(model, ema, loaded, cfg: Config, device, step: int, log, run, dist_info) -> None:
+    """``eval.metrics`` of the current (EMA) weights: logged, and merged into metrics.json."""
+    if not dist_info.is_main:
+        return
+    from vaelab.metrics.evaluate import evaluate_model, write_metrics
+
+    context = ema.applied(model) if ema is not None else contextlib.nullcontext(model)
+    with context:
+        results = evaluate_model(model, cfg, device=device, loaded=loaded)
+    model.train()
+    for result in results:
+        numbers = {k: v for k, v in result.values.items() if isinstance(v, int | float)}
+        log.log(step, numbers, prefix=f"metric_{result.metric}")
+    write_metrics(run, results, step)
 
 
 def _snapshot(model, optimizers, schedulers, ema, scaler, batcher) -> dict[str, Any]:
