@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from train_support import mlp_run_config
 from vaelab.cli import main
 from vaelab.config import ConfigError, config_from_dict
 from vaelab.train.logging import read_log
@@ -13,15 +14,7 @@ from vaelab.train.loop import train
 
 
 def run_config(**eval_section) -> dict:
-    return {
-        "seed": 0,
-        "device": "cpu",
-        "data": {"name": "dsprites-procedural"},
-        "model": {"name": "mlp", "latent_dim": 4, "hidden": [32]},
-        "objective": {"name": "betah", "beta": 4.0},
-        "train": {"steps": 4, "batch_size": 16, "log_every": 2, "progress": False},
-        "eval": eval_section,
-    }
+    return mlp_run_config(eval=eval_section)
 
 
 @pytest.fixture(scope="module")

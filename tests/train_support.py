@@ -109,3 +109,20 @@ def unregister() -> None:
     while ENTRIES:
         registry, name = ENTRIES.pop()
         registry._entries.pop(name, None)
+
+
+def mlp_run_config(**sections) -> dict:
+    """A run config small enough for the CLI tests: an MLP β-VAE on procedural dSprites, 4
+    steps of 16 images; ``sections`` replace or extend config sections
+    (``train={"log_every": 1}`` updates the train section)."""
+    cfg = {
+        "seed": 0,
+        "device": "cpu",
+        "data": {"name": "dsprites-procedural"},
+        "model": {"name": "mlp", "latent_dim": 4, "hidden": [32]},
+        "objective": {"name": "betah", "beta": 4.0},
+        "train": {"steps": 4, "batch_size": 16, "log_every": 2, "progress": False},
+    }
+    for key, value in sections.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(cfg.get(key), dict) else value
+    return cfg

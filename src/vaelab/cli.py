@@ -242,6 +242,112 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- looking at models -----------------------------------------------------------------------
+PLOT_KINDS = (
+    "samples, data-samples, reconstruct, traversals, reconstruct-traverse, gif-traversals, "
+    "temperatures, loss-curves, kl-curves, training-gif, or all"
+)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from vaelab.viz.plots import PlotOptions, plot_run
+
+    options = PlotOptions(
+        rows=args.rows,
+        cols=args.cols,
+        max_traversal=args.max_traversal,
+        posterior=args.posterior,
+        upsample=args.upsample,
+        seed=args.seed,
+        split=args.split,
+        frames=args.frames,
+        fps=args.fps,
+        temperatures=tuple(args.temperatures),
+    )
+    for path in plot_run(args.run_dir, args.kinds, options, device=args.device):
+        print(path)
+    return 0
+
+
+def _run_model(run_dir: str, device: str):
+    from vaelab.models.build import load_run_model
+
+    return load_run_model(run_dir, device)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from vaelab.rundir import open_run_dir
+    from vaelab.viz.outputs import write_samples
+
+    model, _ = _run_model(args.run_dir, args.device)
+    if not hasattr(model, "sample"):
+        raise UsageError(f"the model of {args.run_dir} cannot sample")
+    default = open_run_dir(args.run_dir).plots / f"samples_T{args.temperature:g}_seed{args.seed}"
+    out = Path(args.out) if args.out else default
+    paths = write_samples(model, out, args.n, args.temperature, args.seed, device=args.device)
+    print(f"{len(paths) - 1} samples and a grid in {out}")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from vaelab.data import dataset_splits
+    from vaelab.metrics.evaluate import load_split, metric_split
+    from vaelab.rundir import open_run_dir
+    from vaelab.viz.outputs import write_reconstructions
+    from vaelab.viz.plots import random_images
+
+    if args.n < 1:
+        raise UsageError(f"--n: expected a positive number of images, got {args.n}")
+    model, cfg = _run_model(args.run_dir, args.device)
+    split = args.split or metric_split(cfg, "elbo", dataset_splits(cfg.data.name))
+    dataset = load_split(cfg, split)
+    rows, images = random_images(cfg, dataset, args.n, args.seed, args.device)
+    default = open_run_dir(args.run_dir).plots / f"reconstructions_{split}_seed{args.seed}"
+    out = Path(args.out) if args.out else default
+    paths = write_reconstructions(model, images, rows, out)
+    print(f"{len(paths) - 1} reconstructions of {split} images and a grid in {out}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import vaelab
+    from vaelab.data import dataset_splits
+    from vaelab.metrics.evaluate import load_split
+    from vaelab.viz.latents import encode_split, write_latents
+
+    model, cfg = _run_model(args.run_dir, args.device)
+    split = args.split or cfg.data.split
+    if split not in dataset_splits(cfg.data.name):
+        splits = ", ".join(dataset_splits(cfg.data.name))
+        raise UsageError(
+            f"--split: dataset {cfg.data.name!r} has no split {split!r}; splits: {splits}"
+        )
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{out} exists; pass --overwrite to replace it")
+    dataset = load_split(cfg, split)
+    arrays = encode_split(
+        model, dataset, args.batch_size, args.device, cfg.data.transform, cfg.data.bits, args.limit
+    )
+    meta = {"run": str(Path(args.run_dir).resolve()), "split": split,
+            "dataset": cfg.data.name, "vaelab_version": vaelab.__version__}  # fmt: skip
+    write_latents(out, arrays, meta)
+    shape = arrays["mean"].shape
+    print(f"means and log-variances of {shape[0]} {split} images ({shape[1]} latents): {out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vaelab.viz.plots import PlotOptions, plot_run
+    from vaelab.viz.report import write_report
+
+    if not args.no_plots:
+        plot_run(args.run_dir, ["all"], PlotOptions(seed=args.seed), device=args.device)
+    path = write_report(args.run_dir)
+    print(f"report: {path}")
+    return 0
+
+
 # -- presets --------------------------------------------------------------------------------
 def cmd_presets_list(args: argparse.Namespace) -> int:
     from vaelab.presets import preset_description, preset_names
@@ -471,6 +577,75 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-root", help="data folder (default: the run's)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_evaluate)
+
+    pl = commands.add_parser(
+        "plot",
+        help="figures of a trained run into RUN_DIR/plots/",
+        description="Draw figures of a run's final model. Every plot of one call uses the "
+        "same dataset images, drawn with --seed.",
+        epilog=f"KIND: {PLOT_KINDS}\n\nexamples:\n  vaelab plot runs/demo all\n"
+        "  vaelab plot runs/demo traversals --posterior --max-traversal 0.45 --upsample 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pl.add_argument("run_dir", metavar="RUN_DIR")
+    pl.add_argument("kinds", metavar="KIND", nargs="+", help="what to draw (see below)")
+    pl.add_argument("--rows", type=int, default=6, help="rows (latents for traversals); 6")
+    pl.add_argument("--cols", type=int, default=7, help="columns (traversal values); 7")
+    pl.add_argument(
+        "--max-traversal",
+        type=float,
+        default=2.0,
+        help="traversal range: ±M if M >= 0.5, else the central 2M of the prior/posterior; 2",
+    )
+    pl.add_argument("--posterior", action="store_true", help="traverse around an image's code")
+    pl.add_argument("--upsample", type=int, default=1, help="integer zoom of every tile")
+    pl.add_argument("--seed", type=int, default=0, help="which images and samples; 0")
+    pl.add_argument("--split", help="dataset split for the images (default: training split)")
+    pl.add_argument("--frames", type=int, default=15, help="GIF frames per cycle; 15")
+    pl.add_argument("--fps", type=int, default=12, help="GIF frames per second; 12")
+    pl.add_argument(
+        "--temperatures", type=float, nargs="+", default=[0.5, 0.7, 0.85, 1.0],
+        help="rows of the temperature grid",
+    )  # fmt: skip
+    pl.add_argument("--device", default="cpu")
+    pl.set_defaults(func=cmd_plot)
+
+    sa = commands.add_parser("sample", help="prior samples as PNG files and a grid")
+    sa.add_argument("run_dir", metavar="RUN_DIR")
+    sa.add_argument("--n", type=int, default=64, help="number of samples; 64")
+    sa.add_argument("--temperature", type=float, default=1.0, help="z ~ N(0, T²I); 1")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--out", help="folder (default RUN_DIR/plots/samples_T<T>_seed<S>)")
+    sa.add_argument("--device", default="cpu")
+    sa.set_defaults(func=cmd_sample)
+
+    re_ = commands.add_parser("reconstruct", help="dataset images beside their reconstructions")
+    re_.add_argument("run_dir", metavar="RUN_DIR")
+    re_.add_argument("--split", help="default: the held-out split (test) if there is one")
+    re_.add_argument("--n", type=int, default=64, help="number of images; 64")
+    re_.add_argument("--seed", type=int, default=0, help="which images")
+    re_.add_argument("--out", help="folder (default RUN_DIR/plots/reconstructions_<split>_seed<S>)")
+    re_.add_argument("--device", default="cpu")
+    re_.set_defaults(func=cmd_reconstruct)
+
+    en = commands.add_parser("encode", help="posterior means and log-variances of a split (.npz)")
+    en.add_argument("run_dir", metavar="RUN_DIR")
+    en.add_argument("--out", required=True, help="the .npz file to write")
+    en.add_argument("--split", help="default: the training split")
+    en.add_argument("--limit", type=int, help="only the first N images")
+    en.add_argument("--batch-size", type=int, default=256)
+    en.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    en.add_argument("--device", default="cpu")
+    en.set_defaults(func=cmd_encode)
+
+    rp = commands.add_parser(
+        "report", help="RUN_DIR/report.html: config, curves, metrics and every figure"
+    )
+    rp.add_argument("run_dir", metavar="RUN_DIR")
+    rp.add_argument("--no-plots", action="store_true", help="use the figures already in plots/")
+    rp.add_argument("--seed", type=int, default=0, help="seed of the figures it draws")
+    rp.add_argument("--device", default="cpu")
+    rp.set_defaults(func=cmd_report)
 
     presets = commands.add_parser("presets", help="named experiment configs")
     preset_cmds = presets.add_subparsers(dest="presets_command", metavar="ACTION")

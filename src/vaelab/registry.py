@@ -137,4 +137,4 @@ METRICS = Registry(
         "vaelab.metrics.likelihood",
     ),
 )
-PLOTS = Registry("plot")
+PLOTS = Registry("plot", modules=("vaelab.viz.plots",))

@@ -192,20 +192,14 @@ def _weights_step(path: Path) -> int | None:
     return int(step) if step is not None and step.isdigit() else None
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_short(v) for v in value[:6]) + (", …]" if len(value) > 6 else "]")
-    return str(value)
-
-
 def format_table(results: Sequence[MetricResult | Mapping[str, Any]]) -> str:
     """A plain-text table: metric, split, each value, seconds."""
+    from vaelab.viz.report import format_value
+
     rows = []
     for r in results:
         entry = r.to_dict() if isinstance(r, MetricResult) else dict(r)
-        values = ", ".join(f"{k} {_short(v)}" for k, v in entry["values"].items())
+        values = ", ".join(f"{k} {format_value(v)}" for k, v in entry["values"].items())
         split = entry["protocol"].get("split", "")
         rows.append((entry["metric"], split, values, f"{entry['seconds']:.1f} s"))
     if not rows:

@@ -282,6 +282,7 @@ def _train(
             state["skipped_total"] = skipped_total
             state["config"] = cfg.to_yaml()
             ckpt.save_checkpoint(run.checkpoints, step_done, state, tc.keep_checkpoints)
+            _write_frame(model, ema, run, step_done)
 
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
     step = start
@@ -438,6 +439,15 @@ def _log_eval(model, ema, dataset, cfg: Config, device, step: int, log: RunLogge
     model.train()
     log.log(step, values, prefix="eval")
     return values
+
+
+def _write_frame(model, ema, run: RunDir, step: int) -> None:
+    """The across-training traversal frame (``vaelab plot RUN training-gif``)."""
+    from vaelab.viz.plots import write_training_frame
+
+    context = ema.applied(model) if ema is not None else contextlib.nullcontext(model)
+    with context:
+        write_training_frame(model, run, step)
 
 
 def _log_metrics(model, ema, loaded, cfg: Config, device, step: int, log, run, dist_info) -> None:
