@@ -216,13 +216,16 @@ def test_encode_split_matches_the_encoder_and_keeps_the_factors(run):
     arrays = encode_split(model, dataset, batch_size=16, device="cpu", limit=40)
     assert arrays["mean"].shape == arrays["log_var"].shape == (40, 4)
     assert arrays["mean"].dtype == np.float32 and arrays["log_var"].dtype == np.float32
-    images = torch.as_tensor(np.asarray(dataset.images[np.arange(40)]), dtype=torch.float32)
+    rows = arrays["rows"]  # 40 distinct rows drawn with the seed, sorted
+    assert len(np.unique(rows)) == 40 and (np.diff(rows) > 0).all() and rows[-1] > 40
+    images = torch.as_tensor(np.asarray(dataset.images[rows]), dtype=torch.float32)
     with torch.no_grad():
         posterior = model.encode(images)  # dSprites is {0, 1}: "float" keeps the values
     np.testing.assert_allclose(arrays["mean"], posterior.mean.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(arrays["log_var"], posterior.log_var.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(arrays["factors"], dataset.factors[:40])
-    assert arrays["factors"][1].tolist() == [0, 0, 0, 0, 1]  # the last factor varies fastest
+    np.testing.assert_array_equal(arrays["factors"], dataset.factors[rows])
+    again = encode_split(model, dataset, batch_size=7, device="cpu", limit=40)
+    np.testing.assert_array_equal(again["rows"], rows)  # the same draw, whatever the batching
     assert arrays["factor_names"].tolist() == list(dataset.factor_names)
     assert "labels" not in arrays
 
@@ -233,7 +236,7 @@ def test_latents_file_loads_without_pickle(run, tmp_path):
     path = tmp_path / "latents"  # no .npz suffix: the name is kept as given
     assert write_latents(path, arrays, {"run": str(run), "split": "train"}) == path
     with np.load(path, allow_pickle=False) as data:
-        assert set(data.files) == {"mean", "log_var", "factors", "factor_names",
+        assert set(data.files) == {"mean", "log_var", "rows", "factors", "factor_names",
                                    "factor_sizes", "meta"}  # fmt: skip
         assert data["factor_names"].dtype.kind == "U"
         assert data["factor_sizes"].tolist() == [3, 6, 40, 32, 32]

@@ -327,8 +327,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
     dataset = load_split(cfg, split)
     arrays = encode_split(
-        model, dataset, args.batch_size, args.device, cfg.data.transform, cfg.data.bits, args.limit
-    )
+        model, dataset, args.batch_size, args.device, cfg.data.transform, cfg.data.bits,
+        args.limit, args.seed,
+    )  # fmt: skip
     meta = {"run": str(Path(args.run_dir).resolve()), "split": split,
             "dataset": cfg.data.name, "vaelab_version": vaelab.__version__}  # fmt: skip
     write_latents(out, arrays, meta)
@@ -632,7 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("run_dir", metavar="RUN_DIR")
     en.add_argument("--out", required=True, help="the .npz file to write")
     en.add_argument("--split", help="default: the training split")
-    en.add_argument("--limit", type=int, help="only the first N images")
+    en.add_argument("--limit", type=int, help="only N images, drawn with --seed (default: all)")
+    en.add_argument("--seed", type=int, default=0, help="which images with --limit; 0")
     en.add_argument("--batch-size", type=int, default=256)
     en.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     en.add_argument("--device", default="cpu")

@@ -154,7 +154,7 @@ def mean_reconstruction_error(
 @dataclass
 class LikelihoodParams:
     num_images: int | None = spec(
-        None, minimum=1, help="score the first N images of the split (null: all of them)"
+        None, minimum=1, help="score N images drawn with the seed (null: the whole split)"
     )
 
 

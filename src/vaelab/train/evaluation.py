@@ -23,17 +23,25 @@ def iterate_images(
     seed: int = 0,
     limit: int | None = None,
 ):
-    """Float batches of the dataset (its first ``limit`` images, or all) in stored order;
-    the last batch may be smaller.
+    """Float batches of the whole dataset in stored order, or of ``limit`` images drawn
+    without replacement with ``seed`` (sorted; a prefix would be biased on datasets stored in
+    factor order, such as dSprites); the last batch may be smaller.
 
     Random transforms (dynamic binarisation, dequantisation) are seeded by ``seed`` and the
     batch number, so two evaluations see identical inputs.
     """
     convert = Transform(transform, bits, data_scale(dataset), seed, 0, torch.device(device), False)
-    n = len(dataset) if limit is None else min(int(limit), len(dataset))
-    for number, start in enumerate(range(0, n, batch_size)):
-        rows = np.arange(start, min(start + batch_size, n))
-        yield convert(images_at(dataset, rows, device), number)
+    order = evaluation_rows(len(dataset), limit, seed)
+    for number, start in enumerate(range(0, len(order), batch_size)):
+        yield convert(images_at(dataset, order[start : start + batch_size], device), number)
+
+
+def evaluation_rows(size: int, limit: int | None, seed: int) -> np.ndarray:
+    """The rows :func:`iterate_images` visits: all ``size``, or ``limit`` of them drawn
+    without replacement with ``seed``, sorted."""
+    if limit is None or limit >= size:
+        return np.arange(size)
+    return np.sort(np.random.default_rng(seed).choice(size, int(limit), replace=False))
 
 
 def images_at(dataset: ImageDataset, rows: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -37,14 +37,15 @@ def encode_split(
     limit: int | None = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Posterior means and log-variances of the first ``limit`` images (or all), in stored
-    order, with the dataset's factors or labels for the same rows.
+    """Posterior means and log-variances of the whole split in stored order, or of
+    ``limit`` images drawn with ``seed`` (``rows`` says which), with the dataset's factors or
+    labels for the same rows.
 
     ``transform`` and ``bits`` must be the run's (``cfg.data``); ``seed`` seeds random
     transforms (dynamic binarisation, dequantisation) so two exports agree. The model is put
     in eval mode for the encoding and restored afterwards.
     """
-    from vaelab.train.evaluation import iterate_images
+    from vaelab.train.evaluation import evaluation_rows, iterate_images
 
     means, log_vars = [], []
     was_training = model.training
@@ -59,13 +60,14 @@ def encode_split(
     n = sum(len(m) for m in means)
     if n == 0:
         raise ValueError(f"dataset {dataset.name!r} ({dataset.split}) has no images to encode")
-    arrays = {"mean": np.concatenate(means), "log_var": np.concatenate(log_vars)}
+    rows = evaluation_rows(len(dataset), limit, seed)
+    arrays = {"mean": np.concatenate(means), "log_var": np.concatenate(log_vars), "rows": rows}
     if isinstance(dataset, GroundTruthDataset):
-        arrays["factors"] = np.asarray(dataset.factors[:n], dtype=np.int64)
+        arrays["factors"] = np.asarray(dataset.factors[rows], dtype=np.int64)
         arrays["factor_names"] = np.array(dataset.factor_names, dtype=str)
         arrays["factor_sizes"] = np.array(dataset.factor_sizes, dtype=np.int64)
     if dataset.labels is not None:
-        arrays["labels"] = np.asarray(dataset.labels[:n])
+        arrays["labels"] = np.asarray(dataset.labels[rows])
     return arrays
 
 
