@@ -36,15 +36,29 @@ def test_data_list_names_every_dataset(capsys):
     names = [line.split()[0] for line in out.splitlines()]
     assert names == sorted(
         [
+            "3dident",
             "binarized-mnist",
+            "cars3d",
             "celeba",
+            "celebahq",
             "chairs",
             "cifar10",
             "cifar100",
             "dsprites",
             "dsprites-procedural",
+            "dtd",
             "fashion-mnist",
+            "ffhq",
+            "flowers102",
+            "folder",
+            "imagenet32",
+            "imagenet32-chrabaszcz",
+            "imagenet64",
+            "imagenet64-chrabaszcz",
             "mnist",
+            "mpi3d",
+            "shapes3d",
+            "smallnorb",
         ]
     )
     assert "[splits: train, valid, test]" in out

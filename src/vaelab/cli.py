@@ -20,6 +20,10 @@ examples:
   vaelab data samples dsprites-procedural --out samples.png
   vaelab presets list
   vaelab presets show demo --set train.lr=1e-4
+  vaelab train --preset demo --out runs/demo
+  vaelab evaluate runs/demo
+  vaelab plot runs/demo all
+  vaelab report runs/demo
 """
 
 
@@ -98,9 +102,9 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         c, h, w = info["image_shape"]
         size = _human_bytes(info["uint8_bytes"])
         where = {
-            "memory": f"{size} in memory",
-            "memory-mapped": f"{size}, memory-mapped",
-            "on demand": f"rendered on demand ({size} if cached)",
+            "memory": f"{size} in memory; training copies it to the device as uint8",
+            "memory-mapped": f"{size}, memory-mapped; training streams it with a DataLoader",
+            "on demand": f"rendered on demand on the device ({size} if cached)",
         }[info["storage"]]
         line = f"  {split}: {info['images']:,} images, {c}x{h}x{w} uint8, {where}"
         if "classes" in info:
@@ -139,6 +143,42 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if bad else 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from vaelab.data import dataset_splits, load_dataset
+    from vaelab.data.download import ChecksumError, MissingFileError, ensure_file
+    from vaelab.registry import DATASETS
+
+    entry = DATASETS.get(args.name)
+    splits = [args.split] if args.split else list(dataset_splits(args.name))
+    files_of = entry.meta.get("files")
+    problems = []
+    if files_of is None:
+        print(f"{args.name}: nothing to download (vaelab generates it)")
+    else:
+        folder = _dataset_folder(args.name, args.root)
+        files = {f.name: f for split in splits for f in files_of(split)}
+        for file in files.values():
+            try:
+                path = ensure_file(file, folder, download=not args.no_download)
+                print(f"ok      {path}")
+            except (MissingFileError, ChecksumError) as err:
+                print(f"MISSING {folder / file.name}")
+                problems.append(str(err))
+    if problems:
+        print(
+            f"\n{len(problems)} file(s) to fetch by hand (or run again when online):\n\n"
+            + "\n\n".join(problems),
+            file=sys.stderr,
+        )
+        return 1
+    for split in splits:  # extracts archives and builds caches once, with progress bars
+        ds = load_dataset(args.name, split=split, root=args.root, path=args.path, download=False)
+        info = ds.summary()
+        shape = "x".join(str(d) for d in info["image_shape"])
+        print(f"ready   {split}: {info['images']:,} images of {shape}, {info['storage']}")
+    return 0
 
 
 def cmd_data_samples(args: argparse.Namespace) -> int:
@@ -475,6 +515,22 @@ def build_parser() -> argparse.ArgumentParser:
     verify = data_cmds.add_parser("verify", help="check the dataset's files against checksums")
     dataset_args(verify)
     verify.set_defaults(func=cmd_data_verify)
+
+    prepare = data_cmds.add_parser(
+        "prepare",
+        help="download and verify a dataset's files (or say which to fetch by hand), then "
+        "extract archives and build caches once",
+    )
+    prepare.add_argument("name", help="dataset name (vaelab data list)")
+    prepare.add_argument(
+        "--root", help="data folder (default $VAELAB_DATA or ~/.cache/vaelab/data)"
+    )
+    prepare.add_argument("--split", help="only this split")
+    prepare.add_argument("--path", help="a specific file or folder to read (e.g. for folder)")
+    prepare.add_argument(
+        "--no-download", action="store_true", help="only check; list what is missing"
+    )
+    prepare.set_defaults(func=cmd_data_prepare)
 
     samples = data_cmds.add_parser("samples", help="save a grid of random images as a PNG")
     dataset_args(samples)

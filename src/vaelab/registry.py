@@ -108,6 +108,16 @@ DATASETS = Registry(
         "vaelab.data.cifar",
         "vaelab.data.celeba",
         "vaelab.data.chairs",
+        "vaelab.data.dtd",
+        "vaelab.data.flowers",
+        "vaelab.data.imagenet",
+        "vaelab.data.faces_hq",
+        "vaelab.data.folder",
+        "vaelab.data.shapes3d",
+        "vaelab.data.mpi3d",
+        "vaelab.data.smallnorb",
+        "vaelab.data.cars3d",
+        "vaelab.data.threedident",
     ),
 )
 MODELS = Registry("model", modules=("vaelab.models.gaussian",))
