@@ -5,12 +5,17 @@
 cache that :func:`vaelab.data.images.cached_array` builds. SmallNORB and Cars3D store larger
 images than the 64x64 the references train on; :func:`resize_pixels` shrinks one with Pillow.
 :func:`read_exactly` reads the next rows of an array from any binary stream (a file, a zip
-member, a gzip stream), so that no reader needs a whole file in memory.
+member, a gzip stream), so that no reader needs a whole file in memory; :func:`npy_header`
+reads the header of a ``.npy`` stream first, and :func:`npz_array` opens one array of an
+npz (or of an npz inside a zip) as such a stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -76,3 +81,42 @@ def read_exactly(
             )
         data += chunk
     return np.frombuffer(data, dtype).reshape(count, *row_shape)
+
+
+def npy_header(stream: IO[bytes], where: str | Path) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from the header of a ``.npy`` stream, which is left
+    at the first data byte; :class:`DataError` naming ``where`` if there is no valid header."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(stream)
+        return np.lib.format.read_array_header_2_0(stream)
+    except ValueError as err:
+        raise DataError(f"{where}: no valid .npy header ({err})") from None
+
+
+@contextlib.contextmanager
+def npz_array(
+    file: Path, key: str, holds: str, where: Path | None = None, member: str | None = None
+) -> Iterator[IO[bytes]]:
+    """A stream of the ``<key>.npy`` bytes of the npz ``file``, or of the npz that is its zip
+    ``member`` (streamed, never extracted). ``holds`` says what the npz should hold and
+    ``where`` (default ``file``) names it, for messages."""
+    where = where or file
+    try:
+        with contextlib.ExitStack() as stack:
+            handle: IO[bytes] | Path = file
+            if member is not None:
+                handle = stack.enter_context(
+                    stack.enter_context(zipfile.ZipFile(file)).open(member)
+                )
+            npz = stack.enter_context(zipfile.ZipFile(handle))
+            if f"{key}.npy" not in npz.namelist():
+                found = [n.removesuffix(".npy") for n in npz.namelist()]
+                raise DataError(f"{where}: no {key!r} array; {holds}, found {found}")
+            yield stack.enter_context(npz.open(f"{key}.npy"))
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"{where}: not a readable npz file ({type(err).__name__}: {err}); it is truncated "
+            "or corrupt, delete it and download it again"
+        ) from None

@@ -33,12 +33,9 @@ starts memory-map.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
-import zipfile
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +45,7 @@ from vaelab.data.download import RemoteFile, dataset_folder, ensure_file
 from vaelab.data.images import (
     RESAMPLE,
     Box,
-    ImageSource,
-    Reader,
+    FileTree,
     cached_images,
     check_choice,
     check_size,
@@ -111,10 +107,6 @@ def read_partition(path: Path) -> list[tuple[str, int]]:
 
 
 # -- where the images are ----------------------------------------------------------------------
-def _jpeg_names(names: Sequence[str]) -> list[str]:
-    return sorted(n for n in names if _IMAGE_NAME.fullmatch(n))
-
-
 def _image_folder(base: Path) -> Path | None:
     """``img_align_celeba/`` in ``base`` (or Kaggle's nested copy), if it holds JPEGs."""
     for folder in (base / "img_align_celeba", base / "img_align_celeba" / "img_align_celeba"):
@@ -123,42 +115,21 @@ def _image_folder(base: Path) -> Path | None:
     return None
 
 
-class _Source(ImageSource):
-    """The images of CelebA in a zip or a folder: their sorted names and a reader."""
+class _Source(FileTree):
+    """The images of CelebA in a zip or a folder: their sorted names and a reader.
+
+    In a folder, the JPEGs directly inside it; in a zip, the JPEGs in any of its folders,
+    named by their file name alone."""
 
     def __init__(self, location: Path):
-        self.location = location
-        self.members: dict[str, str] = {}
-        if location.is_dir():
-            self.names = _jpeg_names([p.name for p in location.iterdir()])
-        else:
-            try:
-                with zipfile.ZipFile(location) as archive:
-                    listed = archive.namelist()
-            except (zipfile.BadZipFile, OSError, EOFError) as err:
-                raise DataError(
-                    f"{location}: not a readable zip file ({err}); it is truncated or "
-                    "corrupt, delete it and download it again"
-                ) from None
-            self.members = {m.rsplit("/", 1)[-1]: m for m in listed if not m.endswith("/")}
-            self.names = _jpeg_names(list(self.members))
-        if not self.names:
-            raise DataError(f"{location}: no CelebA JPEGs (000001.jpg, ...) found")
+        def keep(name: str) -> bool:
+            file = name if location.is_dir() else name.rsplit("/", 1)[-1]
+            return _IMAGE_NAME.fullmatch(file) is not None
 
-    @contextlib.contextmanager
-    def _open_archive(self) -> Iterator[Reader]:
-        with zipfile.ZipFile(self.location) as archive:
-
-            def read(name: str) -> bytes:
-                try:
-                    return archive.read(self.members[name])
-                except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
-                    raise DataError(
-                        f"{self.location}: cannot read {self.members[name]} ({err}); the zip "
-                        "is truncated or corrupt"
-                    ) from None
-
-            yield read
+        super().__init__(location, keep, "CelebA JPEGs (000001.jpg, ...)")
+        if self.members:
+            self.members = {n.rsplit("/", 1)[-1]: m for n, m in self.members.items()}
+            self.names = sorted(self.members)
 
 
 def _locate(root: str | Path | None, path: str | Path | None, download: bool) -> tuple[Path, Path]:

@@ -20,11 +20,8 @@ directly; an extracted ``rendered_chairs/`` folder works too.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import tarfile
-import zlib
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -34,8 +31,7 @@ from vaelab.data.download import RemoteFile, dataset_folder, ensure_file
 from vaelab.data.images import (
     RESAMPLE,
     Box,
-    ImageSource,
-    Reader,
+    TarSource,
     cached_images,
     check_choice,
     check_size,
@@ -60,7 +56,7 @@ def _render_name(parts: tuple[str, ...]) -> str | None:
     return None
 
 
-class _Source(ImageSource):
+class _Source(TarSource):
     """The renders in ``rendered_chairs.tar`` or an extracted ``rendered_chairs/`` folder."""
 
     def __init__(self, location: Path):
@@ -71,7 +67,7 @@ class _Source(ImageSource):
                 _render_name(p.relative_to(location).parts) for p in location.glob("*/*/*.png")
             )
         else:
-            with self._tar() as tar:
+            with self.tar() as tar:
                 self.members = self._list(tar)
             found = iter(self.members)
         self.names = sorted(n for n in found if n is not None)
@@ -79,17 +75,6 @@ class _Source(ImageSource):
             raise DataError(f"{location}: no renders (rendered_chairs/<model>/renders/*.png)")
         models = [n.split("/", 1)[0] for n in self.names]
         self.labels = np.unique(models, return_inverse=True)[1].astype(np.int64)
-
-    @contextlib.contextmanager
-    def _tar(self) -> Iterator[tarfile.TarFile]:
-        try:
-            with tarfile.open(self.location, "r:*") as tar:
-                yield tar
-        except (tarfile.TarError, EOFError, zlib.error) as err:
-            raise DataError(
-                f"{self.location}: cannot read the tar ({type(err).__name__}: {err}); it is "
-                "truncated or corrupt, delete it and download it again"
-            ) from None
 
     def _list(self, tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
         members = {}
@@ -100,22 +85,6 @@ class _Source(ImageSource):
             if name is not None and member.isfile():
                 members[name] = member
         return members
-
-    @contextlib.contextmanager
-    def _open_archive(self) -> Iterator[Reader]:
-        with self._tar() as tar:
-
-            def read(name: str) -> bytes:
-                try:
-                    handle = tar.extractfile(self.members[name])
-                    data = handle.read() if handle is not None else b""
-                except (tarfile.TarError, OSError, EOFError) as err:
-                    raise DataError(f"{self.location}: cannot read {_TOP}/{name} ({err})") from None
-                if len(data) != self.members[name].size:
-                    raise DataError(f"{self.location}: {_TOP}/{name} is cut short; truncated tar?")
-                return data
-
-            yield read
 
 
 def _locate(root: str | Path | None, path: str | Path | None, download: bool) -> tuple[Path, Path]:

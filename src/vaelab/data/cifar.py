@@ -10,8 +10,9 @@ reshapes directly to ``[3, 32, 32]``. Labels are ``labels`` (CIFAR-10, 10 classe
 
 The archive in the data folder is checked against its md5 and extracted once, as torchvision
 does, into ``cifar-10-batches-py/`` (or ``cifar-100-python/``) beside it: into a temporary
-folder first, renamed into place only when complete. An existing extracted folder (yours,
-or torchvision's) is read as it is. ``path`` may name the ``.tar.gz`` (read without
+folder first, renamed into place only when complete
+(:func:`vaelab.data.images.extract_tar`). An existing extracted folder (yours, or
+torchvision's) is read as it is. ``path`` may name the ``.tar.gz`` (read without
 extracting), the extracted folder, or a folder holding either.
 
 Security: the batches are pickles. They are read with :func:`vaelab.data.safe_pickle.safe_load`,
@@ -20,11 +21,8 @@ which rebuilds only containers, strings, numbers and NumPy arrays, never other o
 
 from __future__ import annotations
 
-import os
 import pickle
-import shutil
 import tarfile
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,7 +31,7 @@ import numpy as np
 
 from vaelab.data.base import DataError, ImageDataset
 from vaelab.data.download import RemoteFile, dataset_folder, ensure_file
-from vaelab.data.images import check_choice
+from vaelab.data.images import check_choice, extract_tar
 from vaelab.data.safe_pickle import safe_loads
 from vaelab.registry import DATASETS
 
@@ -168,30 +166,6 @@ def _read_archive(archive: Path, layout: CifarLayout, wanted: set[str] | None) -
     return found
 
 
-def extract_archive(archive: Path, layout: CifarLayout) -> Path:
-    """Extract ``layout.folder`` from ``archive`` into the archive's folder, atomically.
-
-    Only the regular files directly inside ``layout.folder`` are written (no links, no
-    paths outside it). They go to a temporary folder that is renamed into place when every
-    file is on disk, so an interrupted extraction leaves no half-extracted folder.
-    """
-    target = archive.parent / layout.folder
-    files = _read_archive(archive, layout, None)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{layout.folder}.tmp-", dir=archive.parent))
-    try:
-        for name, data in files.items():
-            with open(tmp / name, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.rename(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not target.is_dir():  # not another process that got there first
-            raise
-    return target
-
-
 def _read_folder(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     out = {}
     for name in names:
@@ -219,7 +193,7 @@ def _batches(
         extracted = folder / layout.folder
         if not extracted.is_dir():
             archive = ensure_file(layout.archive, folder, download=download)
-            extracted = extract_archive(archive, layout)
+            extracted = extract_tar(archive, layout.folder)
         return _read_folder(extracted, names), extracted
     path = Path(path)
     if path.is_file():

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from vaelab.data.arrays import npy_header
 from vaelab.data.base import DataError, GroundTruthDataset
 from vaelab.data.download import RemoteFile, dataset_folder, ensure_file
 from vaelab.data.safe_pickle import safe_load
@@ -47,13 +48,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not a readable npz file ({err}); is it truncated?") from None
     stream = io.BytesIO(raw)
     try:
-        version = np.lib.format.read_magic(stream)
-        reader = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
-        reader(stream)
+        npy_header(stream, path)
         value = safe_load(stream, encoding="latin1")
     except Exception:  # metadata is optional: fall back to facts read from the arrays
         return {}

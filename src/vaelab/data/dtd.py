@@ -54,9 +54,15 @@ PARTITIONS = tuple(range(1, 11))
 _TOP = "dtd"
 
 
-def resize_for(size: int) -> int:
-    """The shorter side before the centre crop: 146 for 128, as pytorch-proVLAE."""
-    return round(size * 146 / 128)
+def centre_crops(source: FileTree, cache: Path, size: int, resample: str, where: Path) -> np.memmap:
+    """The images of ``source`` as pytorch-proVLAE prepares them, decoded once into
+    ``cache``: the shorter side scaled to ``round(size * 146 / 128)`` (146 for 128), then
+    the centre ``size x size``. ``where`` names the images for messages."""
+    resize = round(size * 146 / 128)
+    decode = functools.partial(
+        decode_resize_crop, resize=resize, size=size, resample=resample, mode="RGB"
+    )
+    return cached_images(cache, source.names, source.open, decode, (3, size, size), where)
 
 
 def _locate(root: str | Path | None, path: str | Path | None, download: bool) -> Path:
@@ -129,15 +135,8 @@ def load_dtd(
     source = FileTree(images_folder, _is_image, "DTD images (images/<class>/*.jpg)")
     classes = [name.split("/")[0] for name in source.names]
     labels = np.unique(classes, return_inverse=True)[1].astype(np.int64)
-    images = cached_images(
-        folder.parent / f"dtd-{size}px-{resample}.npy",
-        source.names,
-        source.open,
-        functools.partial(
-            decode_resize_crop, resize=resize_for(size), size=size, resample=resample, mode="RGB"
-        ),
-        (3, size, size),
-        images_folder,
+    images = centre_crops(
+        source, folder.parent / f"dtd-{size}px-{resample}.npy", size, resample, images_folder
     )
     rows, files = np.arange(len(source.names)), [folder]
     if split != "all":

@@ -22,7 +22,6 @@ memory-map; a split is a copy of its rows in memory (at most 300 MB at 128 px).
 
 from __future__ import annotations
 
-import functools
 import re
 from pathlib import Path
 
@@ -30,14 +29,12 @@ import numpy as np
 
 from vaelab.data.base import DataError, ImageDataset
 from vaelab.data.download import RemoteFile, dataset_folder, ensure_file
-from vaelab.data.dtd import resize_for
+from vaelab.data.dtd import centre_crops
 from vaelab.data.images import (
     RESAMPLE,
     FileTree,
-    cached_images,
     check_choice,
     check_size,
-    decode_resize_crop,
     extract_tar,
     rows_of,
     select_rows,
@@ -153,15 +150,8 @@ def load_flowers102(
             f"do not cover the images up to image_{numbers.max():05d}.jpg in {folder}"
         )
     labels = classes[numbers - 1] - 1
-    images = cached_images(
-        folder.parent / f"flowers102-{size}px-{resample}.npy",
-        source.names,
-        source.open,
-        functools.partial(
-            decode_resize_crop, resize=resize_for(size), size=size, resample=resample, mode="RGB"
-        ),
-        (3, size, size),
-        folder,
+    images = centre_crops(
+        source, folder.parent / f"flowers102-{size}px-{resample}.npy", size, resample, folder
     )
     rows, files = np.arange(len(source.names)), [folder, labels_file]
     if setid_file is not None:

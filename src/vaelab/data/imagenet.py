@@ -44,15 +44,13 @@ import functools
 import os
 import re
 import tarfile
-import zipfile
-import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 import numpy as np
 
-from vaelab.data.arrays import BLOCK, read_exactly
+from vaelab.data.arrays import BLOCK, npy_header, npz_array, read_exactly
 from vaelab.data.base import DataError, ImageDataset
 from vaelab.data.download import RemoteFile, dataset_folder, ensure_file
 from vaelab.data.images import (
@@ -101,6 +99,7 @@ CHRABASZCZ = {
     (64, "val"): (_npz_zip("Imagenet64_val_npz.zip"),),
 }
 NUM_CLASSES = 1000
+_BATCH = "a batch holds 'data' and 'labels'"  # for messages
 
 
 # -- van den Oord: PNGs in a tar ------------------------------------------------------------
@@ -257,41 +256,6 @@ def _batches(sources: list[Path], split: str) -> list[tuple[Path, str | None, Pa
     return sorted(found, key=lambda batch: _natural(str(batch[2])))
 
 
-@contextlib.contextmanager
-def _open_member(file: Path, member: str | None, key: str, where: Path) -> Iterator[IO[bytes]]:
-    """A stream of the ``<key>.npy`` bytes of an npz (``member`` of a zip, or a file)."""
-    try:
-        with contextlib.ExitStack() as stack:
-            handle: IO[bytes] | Path = file
-            if member is not None:  # an npz inside the zip: streamed, never extracted
-                handle = stack.enter_context(
-                    stack.enter_context(zipfile.ZipFile(file)).open(member)
-                )
-            npz = stack.enter_context(zipfile.ZipFile(handle))
-            if f"{key}.npy" not in npz.namelist():
-                found = [n.removesuffix(".npy") for n in npz.namelist()]
-                raise DataError(
-                    f"{where}: no {key!r} array; a batch holds 'data' and 'labels', found {found}"
-                )
-            yield stack.enter_context(npz.open(f"{key}.npy"))
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
-        raise DataError(
-            f"{where}: not a readable npz batch ({type(err).__name__}: {err}); it is truncated "
-            "or corrupt, delete it and download it again"
-        ) from None
-
-
-def npy_header(stream: IO[bytes], where: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """``(shape, fortran_order, dtype)`` from the header of a ``.npy`` stream."""
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            return np.lib.format.read_array_header_1_0(stream)
-        return np.lib.format.read_array_header_2_0(stream)
-    except ValueError as err:
-        raise DataError(f"{where}: no valid .npy header ({err})") from None
-
-
 def _data_rows(stream: IO[bytes], size: int, where: Path) -> int:
     """Check the header of a batch's ``data`` and return its number of images."""
     shape, fortran, dtype = npy_header(stream, where)
@@ -307,7 +271,7 @@ def _data_rows(stream: IO[bytes], size: int, where: Path) -> int:
 
 def _read_labels(file: Path, member: str | None, where: Path, count: int) -> np.ndarray:
     """A batch's ``labels`` (classes 1..1000) as 0-based ``int64``."""
-    with _open_member(file, member, "labels", where) as stream:
+    with npz_array(file, "labels", _BATCH, where, member) as stream:
         try:
             labels = np.lib.format.read_array(stream, allow_pickle=False)
         except ValueError as err:
@@ -330,7 +294,7 @@ def _build_chrabaszcz(
 
     counts, labels = [], []
     for file, member, where in batches:
-        with _open_member(file, member, "data", where) as stream:
+        with npz_array(file, "data", _BATCH, where, member) as stream:
             counts.append(_data_rows(stream, size, where))
         labels.append(_read_labels(file, member, where, counts[-1]))
     atomic_write_with(labels_path, lambda tmp: np.save(tmp, np.concatenate(labels)))
@@ -341,7 +305,7 @@ def _build_chrabaszcz(
             total=len(out), desc=cache.name, unit="img", unit_scale=True, disable=None
         ) as bar:
             for (file, member, where), count in zip(batches, counts, strict=True):
-                with _open_member(file, member, "data", where) as stream:
+                with npz_array(file, "data", _BATCH, where, member) as stream:
                     _data_rows(stream, size, where)
                     for offset in range(0, count, BLOCK):
                         n = min(BLOCK, count - offset)
@@ -383,15 +347,18 @@ def load_chrabaszcz(
 
 
 # -- the four datasets --------------------------------------------------------------------
-def _register_oord(size: int) -> None:
+def _register(
+    name: str,
+    summary: str,
+    splits: tuple[str, str],
+    files: Callable[[str], list[RemoteFile]],
+    size: int,
+    read: Callable[..., ImageDataset],
+) -> None:
+    """Register ``name``, read by ``read(size, root, split, path, download)``."""
+
     @DATASETS.register(
-        f"imagenet{size}",
-        f"ImageNet {size}x{size} of van den Oord et al. 2016 (PixelRNN; VDVAE, NVAE, Glow), "
-        "no labels; bits/dim not comparable with -chrabaszcz",
-        splits=("train", "valid"),
-        files=lambda split: [OORD[size, split]],
-        folder=f"imagenet{size}",
-        image_shape=(3, size, size),
+        name, summary, splits=splits, files=files, folder=name, image_shape=(3, size, size)
     )
     def load(
         root: str | Path | None = None,
@@ -399,34 +366,28 @@ def _register_oord(size: int) -> None:
         path: str | Path | None = None,
         download: bool = True,
     ) -> ImageDataset:
-        """The van den Oord ImageNet from ``path`` or ``<root>/imagenet<size>/``."""
-        if split not in ("train", "valid"):
-            raise DataError(f"imagenet{size} has no split {split!r}; splits: train, valid")
-        return load_oord(size, root, split, path, download)
-
-
-def _register_chrabaszcz(size: int) -> None:
-    @DATASETS.register(
-        f"imagenet{size}-chrabaszcz",
-        f"ImageNet {size}x{size} of Chrabaszcz et al. 2017 (Efficient-VDVAE), 1000 classes "
-        "(0-based); bits/dim not comparable with van den Oord's",
-        splits=("train", "val"),
-        files=lambda split: list(CHRABASZCZ[size, split]),
-        folder=f"imagenet{size}-chrabaszcz",
-        image_shape=(3, size, size),
-    )
-    def load(
-        root: str | Path | None = None,
-        split: str = "train",
-        path: str | Path | None = None,
-        download: bool = True,
-    ) -> ImageDataset:
-        """Chrabaszcz et al.'s ImageNet from ``path`` or ``<root>/imagenet<size>-chrabaszcz/``."""
-        if split not in ("train", "val"):
-            raise DataError(f"imagenet{size}-chrabaszcz has no split {split!r}; splits: train, val")
-        return load_chrabaszcz(size, root, split, path, download)
+        """The dataset from ``path`` or ``<root>/<name>/`` (module docstring)."""
+        if split not in splits:
+            raise DataError(f"{name} has no split {split!r}; splits: {', '.join(splits)}")
+        return read(size, root, split, path, download)
 
 
 for _size in (32, 64):
-    _register_oord(_size)
-    _register_chrabaszcz(_size)
+    _register(
+        f"imagenet{_size}",
+        f"ImageNet {_size}x{_size} of van den Oord et al. 2016 (PixelRNN; VDVAE, NVAE, Glow), "
+        "no labels; bits/dim not comparable with -chrabaszcz",
+        ("train", "valid"),
+        lambda split, size=_size: [OORD[size, split]],
+        _size,
+        load_oord,
+    )
+    _register(
+        f"imagenet{_size}-chrabaszcz",
+        f"ImageNet {_size}x{_size} of Chrabaszcz et al. 2017 (Efficient-VDVAE), 1000 classes "
+        "(0-based); bits/dim not comparable with van den Oord's",
+        ("train", "val"),
+        lambda split, size=_size: list(CHRABASZCZ[size, split]),
+        _size,
+        load_chrabaszcz,
+    )

@@ -17,7 +17,8 @@ pixel statistics, so it is part of the cache name and must be reported with resu
 For sources that change or have no checksum (your own folders, FFHQ, ImageNet),
 :func:`stamped_cache` ties a cache to a :func:`fingerprint` of its source files and builds it
 again when they change. :class:`FileTree` lists the images of a folder tree or a zip,
-:func:`extract_tar` extracts an archive's folder once, and :func:`seeded_holdout` with
+:class:`TarSource` reads files out of a tar, :func:`extract_tar` extracts an archive's
+folder once, and :func:`seeded_holdout` with
 :func:`holdout_rows` makes a seeded validation split whose cache holds the training images
 first, so that both splits are memory maps of contiguous rows.
 """
@@ -25,6 +26,7 @@ first, so that both splits are memory maps of contiguous rows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
@@ -331,17 +333,17 @@ class FileTree(ImageSource):
     """The files ``keep(name)`` accepts anywhere below a folder or in a zip.
 
     ``names`` are POSIX paths relative to the folder (or zip member names), sorted; hidden
-    files and folders are skipped. For a folder, ``entries`` holds ``(name, size, mtime_ns)``
-    of every file, for :func:`fingerprint`. ``what`` describes the files for messages.
+    files and folders are skipped; ``members`` maps each name to its zip member. For a
+    folder, ``entries`` holds ``(name, size, mtime_ns)`` of every file, for
+    :func:`fingerprint` (read when first asked for). ``what`` describes the files for
+    messages.
     """
 
     def __init__(self, location: Path, keep: Callable[[str], bool], what: str):
         self.location = location
-        self.entries: list[tuple[str, int, int]] = []
         self.members: dict[str, str] = {}
         if location.is_dir():
-            self.entries = _walk(location, keep)
-            self.names = [name for name, _, _ in self.entries]
+            self.names = _walk(location, keep)
         else:
             try:
                 with zipfile.ZipFile(location) as archive:
@@ -374,24 +376,69 @@ class FileTree(ImageSource):
 
             yield read
 
+    @functools.cached_property
+    def entries(self) -> list[tuple[str, int, int]]:
+        """``(name, size, mtime_ns)`` of every file of a folder (none for a zip)."""
+        if not self.location.is_dir():
+            return []
+        found = []
+        for name in self.names:
+            try:
+                st = os.stat(self.location / name)
+            except OSError as err:
+                raise DataError(f"cannot read {self.location / name}: {err}") from None
+            found.append((name, st.st_size, st.st_mtime_ns))
+        return found
 
-def _walk(folder: Path, keep: Callable[[str], bool]) -> list[tuple[str, int, int]]:
-    """``(relative name, size, mtime_ns)`` of the visible files below ``folder`` that ``keep``
-    accepts, sorted by name (symbolic links to folders are not followed)."""
+
+def _walk(folder: Path, keep: Callable[[str], bool]) -> list[str]:
+    """Relative names of the visible files below ``folder`` that ``keep`` accepts, sorted
+    (symbolic links to folders are not followed)."""
     found = []
     for current, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         base = Path(current).relative_to(folder).as_posix()
         for file in files:
             name = file if base == "." else f"{base}/{file}"
-            if file.startswith(".") or not keep(name):
-                continue
-            try:
-                st = os.stat(Path(current) / file)
-            except OSError as err:
-                raise DataError(f"cannot read {Path(current) / file}: {err}") from None
-            found.append((name, st.st_size, st.st_mtime_ns))
+            if not file.startswith(".") and keep(name):
+                found.append(name)
     return sorted(found)
+
+
+class TarSource(ImageSource):
+    """Files read out of a tar (any compression) by name: a subclass lists :meth:`tar` and
+    fills ``members`` (name -> member); each read checks that the whole member came out."""
+
+    members: dict[str, tarfile.TarInfo]
+
+    @contextlib.contextmanager
+    def tar(self) -> Iterator[tarfile.TarFile]:
+        """The open tar; :class:`DataError` when it cannot be read."""
+        try:
+            with tarfile.open(self.location, "r:*") as tar:
+                yield tar
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+            raise DataError(
+                f"{self.location}: cannot read the tar ({type(err).__name__}: {err}); it is "
+                "truncated or corrupt, delete it and download it again"
+            ) from None
+
+    @contextlib.contextmanager
+    def _open_archive(self) -> Iterator[Reader]:
+        with self.tar() as tar:
+
+            def read(name: str) -> bytes:
+                member = self.members[name]
+                try:
+                    handle = tar.extractfile(member)
+                    data = handle.read() if handle is not None else b""
+                except (tarfile.TarError, OSError, EOFError) as err:
+                    raise DataError(f"{self.location}: cannot read {member.name} ({err})") from None
+                if len(data) != member.size:
+                    raise DataError(f"{self.location}: {member.name} is cut short; truncated tar?")
+                return data
+
+            yield read
 
 
 def extract_tar(archive: Path, top: str) -> Path:

@@ -18,15 +18,19 @@ memory-map that cache. A plain ``.npy`` of the same array is read the same way.
 from __future__ import annotations
 
 import contextlib
-import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
-from vaelab.data.arrays import copy_channels_first, grid_factors, read_exactly
+from vaelab.data.arrays import (
+    copy_channels_first,
+    grid_factors,
+    npy_header,
+    npz_array,
+    read_exactly,
+)
 from vaelab.data.base import DataError, GroundTruthDataset
 from vaelab.data.download import RemoteFile, dataset_folder, ensure_file
 from vaelab.data.images import cached_array, check_choice
@@ -70,36 +74,16 @@ def _open_images(path: Path) -> Iterator[IO[bytes]]:
     if path.suffix == ".npy":
         with open(path, "rb") as handle:
             yield handle
-        return
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if "images.npy" not in archive.namelist():
-                found = [n.removesuffix(".npy") for n in archive.namelist()]
-                raise DataError(
-                    f"{path}: no 'images' array; an MPI3D npz holds 'images' [N, 64, 64, 3] "
-                    f"uint8, found {found}"
-                )
-            with archive.open("images.npy") as member:
-                yield member
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
-        raise DataError(
-            f"{path}: not a readable npz file ({type(err).__name__}: {err}); it is truncated "
-            "or corrupt, delete it and download it again"
-        ) from None
+    else:
+        with npz_array(
+            path, "images", "an MPI3D npz holds 'images' [N, 64, 64, 3] uint8"
+        ) as member:
+            yield member
 
 
 def _read_header(stream: IO[bytes], path: Path) -> int:
     """Read the ``.npy`` header and return the number of images, checking dtype and shape."""
-    try:
-        version = np.lib.format.read_magic(stream)
-        read = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, fortran, dtype = read(stream)
-    except ValueError as err:
-        raise DataError(f"{path}: the 'images' array has no valid .npy header ({err})") from None
+    shape, fortran, dtype = npy_header(stream, f"{path}: the 'images' array")
     if dtype != np.uint8 or len(shape) != 4 or tuple(shape[1:]) != IMAGE_SHAPE or fortran:
         raise DataError(
             f"{path}: 'images' must be uint8 [N, 64, 64, 3] in C order, got {dtype} "

@@ -26,13 +26,10 @@ the PNGs. The tars are read as they are; an extracted ``<split>/`` folder works 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import re
 import tarfile
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -42,8 +39,7 @@ from vaelab.data.base import DataError, GroundTruthDataset
 from vaelab.data.download import RemoteFile, dataset_folder, ensure_file
 from vaelab.data.images import (
     RESAMPLE,
-    ImageSource,
-    Reader,
+    TarSource,
     cached_images,
     check_choice,
     check_size,
@@ -117,7 +113,7 @@ def bin_latents(
     return np.stack(classes, axis=1).astype(np.int64), kept, tuple(means)
 
 
-class _Source(ImageSource):
+class _Source(TarSource):
     """A split's ``images/*.png`` and latents, in its tar or an extracted folder."""
 
     def __init__(self, location: Path, split: str):
@@ -148,7 +144,7 @@ class _Source(ImageSource):
         """The image names below the split folder in the tar (found by its images/ folder)."""
         images: dict[str, list[tuple[str, tarfile.TarInfo]]] = {}
         latents: dict[str, dict[str, tarfile.TarInfo]] = {}
-        with self._tar() as tar:
+        with self.tar() as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -172,33 +168,6 @@ class _Source(ImageSource):
         self.members[name] = latents[prefix][name]
         self.latent_file = name
         return list(dict(images[prefix]))
-
-    @contextlib.contextmanager
-    def _tar(self) -> Iterator[tarfile.TarFile]:
-        try:
-            with tarfile.open(self.location, "r:*") as tar:
-                yield tar
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
-            raise DataError(
-                f"{self.location}: cannot read the tar ({type(err).__name__}: {err}); it is "
-                "truncated or corrupt, delete it and download it again"
-            ) from None
-
-    @contextlib.contextmanager
-    def _open_archive(self) -> Iterator[Reader]:
-        with self._tar() as tar:
-
-            def read(name: str) -> bytes:
-                try:
-                    handle = tar.extractfile(self.members[name])
-                    data = handle.read() if handle is not None else b""
-                except (tarfile.TarError, OSError, EOFError) as err:
-                    raise DataError(f"{self.location}: cannot read {name} ({err})") from None
-                if len(data) != self.members[name].size:
-                    raise DataError(f"{self.location}: {name} is cut short; truncated tar?")
-                return data
-
-            yield read
 
     def latents(self) -> np.ndarray:
         """The latents ``[N, K]`` (float64), one row per image."""
