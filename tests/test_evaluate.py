@@ -102,3 +102,17 @@ def test_config_validates_metric_names_and_parameters():
         config_from_dict(run_config(metrics=["mig"], params={"mig": {"num_pionts": 3}}))
     with pytest.raises(ConfigError, match="not in eval.metrics"):
         config_from_dict(run_config(metrics=["mig"], params={"elbo": {}}))
+
+
+def test_likelihood_metrics_on_a_training_split_default_to_a_seeded_subset(trained_run, capsys):
+    # dsprites-procedural has no held-out split: scoring all 737,280 images would take an hour
+    assert main(["evaluate", str(trained_run), "--metrics", "recon_error"]) == 0
+    data = json.loads((trained_run / "metrics.json").read_text())
+    entry = next(e for e in data["results"] if e["metric"] == "recon_error")
+    assert entry["protocol"]["num_images"] == 10_000 and entry["values"]["images"] == 10_000
+    argv = ["evaluate", str(trained_run), "--metrics", "recon_error", "--set",
+            "recon_error.num_images=20"]  # fmt: skip
+    assert main(argv) == 0  # an explicit value wins
+    data = json.loads((trained_run / "metrics.json").read_text())
+    entry = next(e for e in data["results"] if e["metric"] == "recon_error")
+    assert entry["values"]["images"] == 20
