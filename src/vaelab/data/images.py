@@ -25,6 +25,7 @@ first, so that both splits are memory maps of contiguous rows.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import functools
 import gzip
@@ -58,7 +59,7 @@ Box = tuple[int, int, int, int]
 CHUNK = 512  # images decoded per batch of thread-pool work
 
 
-class ImageSource:
+class ImageSource(abc.ABC):
     """Image files in a folder or in one archive: ``names`` (sorted) and ``open()``, a
     context giving a reader ``name -> bytes``. Subclasses list the files and implement
     :meth:`_open_archive`."""
@@ -74,8 +75,9 @@ class ImageSource:
         with self._open_archive() as read:
             yield read
 
+    @abc.abstractmethod
     def _open_archive(self) -> AbstractContextManager[Callable[[str], bytes]]:
-        raise NotImplementedError
+        """A context giving a reader for the archive at ``location``."""
 
     def _read_file(self, name: str) -> bytes:
         try:
