@@ -6,12 +6,28 @@ Nothing heavy is imported at module import time, so ``vaelab --help`` is instant
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from vaelab import __version__
+from vaelab.cli.common import UsageError
+from vaelab.cli.data import (
+    cmd_data_info,
+    cmd_data_list,
+    cmd_data_prepare,
+    cmd_data_samples,
+    cmd_data_verify,
+)
+from vaelab.cli.runs import (
+    PLOT_KINDS,
+    cmd_encode,
+    cmd_evaluate,
+    cmd_plot,
+    cmd_reconstruct,
+    cmd_report,
+    cmd_sample,
+)
 
 EXAMPLES = """\
 examples:
@@ -25,178 +41,6 @@ examples:
   vaelab plot runs/demo all
   vaelab report runs/demo
 """
-
-
-class UsageError(Exception):
-    """A command-line mistake: printed without a traceback, exit status 2."""
-
-
-def _human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-# -- data -----------------------------------------------------------------------------------
-def cmd_data_list(args: argparse.Namespace) -> int:
-    from vaelab.registry import DATASETS
-
-    width = max(len(n) for n in DATASETS.names())
-    for entry in DATASETS:
-        splits = ", ".join(entry.meta.get("splits", ("train",)))
-        print(f"{entry.name:<{width}}  {entry.summary}  [splits: {splits}]")
-    return 0
-
-
-def _dataset_folder(name: str, root: str | None) -> Path | None:
-    from vaelab.data.download import dataset_folder
-    from vaelab.registry import DATASETS
-
-    folder = DATASETS.get(name).meta.get("folder")
-    return dataset_folder(folder, root) if folder else None
-
-
-def cmd_data_info(args: argparse.Namespace) -> int:
-    from vaelab.data import DataError, GroundTruthDataset, dataset_splits, load_dataset
-    from vaelab.registry import DATASETS
-
-    entry = DATASETS.get(args.name)
-    splits = [args.split] if args.split else list(dataset_splits(args.name))
-    report: dict = {"name": args.name, "summary": entry.summary, "splits": {}}
-    folder = _dataset_folder(args.name, args.root)
-    if folder is not None:
-        report["folder"] = str(folder)
-    seen = set()
-    for split in splits:
-        try:
-            ds = load_dataset(
-                args.name, split=split, root=args.root, path=args.path, download=False
-            )
-        except DataError as err:
-            report["splits"][split] = {"error": str(err)}
-            continue
-        info = ds.summary()
-        key = tuple(info["files"]) or (split,)
-        report["splits"][split] = info
-        if isinstance(ds, GroundTruthDataset) and "factors" not in report:
-            report["factors"] = info["factors"]
-            report["complete_grid"] = info["complete_grid"]
-        seen.add(key)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(f"{args.name}: {entry.summary}")
-    if folder is not None:
-        print(f"  folder: {folder}")
-    if "factors" in report:
-        factors = ", ".join(f"{k} {v}" for k, v in report["factors"].items())
-        grid = "complete grid" if report["complete_grid"] else "partial grid"
-        print(f"  factors: {factors} ({grid})")
-    for split, info in report["splits"].items():
-        if "error" in info:
-            print(f"  {split}: not available\n    " + info["error"].replace("\n", "\n    "))
-            continue
-        c, h, w = info["image_shape"]
-        size = _human_bytes(info["uint8_bytes"])
-        where = {
-            "memory": f"{size} in memory; training copies it to the device as uint8",
-            "memory-mapped": f"{size}, memory-mapped; training streams it with a DataLoader",
-            "on demand": f"rendered on demand on the device ({size} if cached)",
-        }[info["storage"]]
-        line = f"  {split}: {info['images']:,} images, {c}x{h}x{w} uint8, {where}"
-        if "classes" in info:
-            line += f", {info['classes']} classes"
-        print(line)
-        for file in info["files"]:
-            print(f"    file: {file}")
-    return 0
-
-
-def cmd_data_verify(args: argparse.Namespace) -> int:
-    from vaelab.data.download import verify_all
-    from vaelab.registry import DATASETS
-
-    entry = DATASETS.get(args.name)
-    files_of = entry.meta.get("files")
-    if files_of is None:
-        print(f"{args.name}: nothing to verify (the dataset is generated, not downloaded)")
-        return 0
-    folder = _dataset_folder(args.name, args.root)
-    if args.path:
-        folder = Path(args.path)
-    bad = 0
-    for split in entry.meta.get("splits", ("train",)):
-        for status in verify_all(files_of(split), folder):
-            mark = "ok" if status.status in ("ok", "unchecked") else "FAILED"
-            bad += mark != "ok"
-            detail = ""
-            if status.status not in ("ok",):
-                detail = f"  ({status.status}; expected {status.expected}, found {status.actual})"
-            print(f"{mark:6} {split:6} {status.path}{detail}")
-    if bad:
-        print(
-            f"{bad} file(s) missing or wrong; `vaelab data info {args.name}` says where to "
-            "put them",
-            file=sys.stderr,
-        )
-    return 1 if bad else 0
-
-
-def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from vaelab.data import dataset_splits, load_dataset
-    from vaelab.data.download import ChecksumError, MissingFileError, ensure_file
-    from vaelab.registry import DATASETS
-
-    entry = DATASETS.get(args.name)
-    splits = [args.split] if args.split else list(dataset_splits(args.name))
-    files_of = entry.meta.get("files")
-    problems = []
-    if files_of is None:
-        print(f"{args.name}: nothing to download (vaelab generates it)")
-    else:
-        folder = _dataset_folder(args.name, args.root)
-        files = {f.name: f for split in splits for f in files_of(split)}
-        for file in files.values():
-            try:
-                path = ensure_file(file, folder, download=not args.no_download)
-                print(f"ok      {path}")
-            except (MissingFileError, ChecksumError) as err:
-                print(f"MISSING {folder / file.name}")
-                problems.append(str(err))
-    if problems:
-        print(
-            f"\n{len(problems)} file(s) to fetch by hand (or run again when online):\n\n"
-            + "\n\n".join(problems),
-            file=sys.stderr,
-        )
-        return 1
-    for split in splits:  # extracts archives and builds caches once, with progress bars
-        ds = load_dataset(args.name, split=split, root=args.root, path=args.path, download=False)
-        info = ds.summary()
-        shape = "x".join(str(d) for d in info["image_shape"])
-        print(f"ready   {split}: {info['images']:,} images of {shape}, {info['storage']}")
-    return 0
-
-
-def cmd_data_samples(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from vaelab.data import load_dataset
-    from vaelab.viz.grid import image_grid, save_png
-
-    ds = load_dataset(
-        args.name, split=args.split, root=args.root, path=args.path, download=args.download
-    )
-    rng = np.random.default_rng(args.seed)
-    n = min(args.n, len(ds))
-    index = np.sort(rng.choice(len(ds), size=n, replace=False))
-    images = np.asarray(ds.images[index])
-    save_png(args.out, image_grid(images))
-    print(f"wrote {n} {args.name} {args.split} images to {args.out}")
-    return 0
 
 
 # -- models and objectives ------------------------------------------------------------------
@@ -235,158 +79,6 @@ def cmd_objectives_list(args: argparse.Namespace) -> int:
 
 def cmd_metrics_list(args: argparse.Namespace) -> int:
     return _list_registry("metrics")
-
-
-# -- evaluate -------------------------------------------------------------------------------
-def _metric_params(items: Sequence[str]) -> dict[str, dict]:
-    from vaelab.config import parse_override
-
-    params: dict[str, dict] = {}
-    for item in items:
-        keys, value = parse_override(item)
-        if len(keys) != 2:
-            raise UsageError(
-                f"--set {item!r}: expected METRIC.PARAM=VALUE, e.g. mig.num_points=5000"
-            )
-        params.setdefault(keys[0], {})[keys[1]] = value
-    return params
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaelab.metrics import METRICS
-    from vaelab.metrics.evaluate import evaluate_run, format_table
-
-    names = None
-    if args.metrics:
-        if args.metrics == "all":
-            names = [e.name for e in METRICS]
-        else:
-            names = [n.strip() for n in args.metrics.split(",") if n.strip()]
-    params = _metric_params(args.set)
-    for key in params:
-        if names is not None and key not in names:
-            raise UsageError(f"--set {key}.…: metric {key!r} is not in --metrics")
-    results, path = evaluate_run(
-        args.run_dir,
-        names,
-        split=args.split,
-        seed=args.seed,
-        representation=args.representation,
-        params=params or None,
-        device=args.device,
-        root=args.data_root,
-        progress=not args.no_progress and sys.stderr.isatty(),
-    )
-    print(format_table(results))
-    print(f"written to {path}")
-    return 0
-
-
-# -- looking at models -----------------------------------------------------------------------
-PLOT_KINDS = (
-    "samples, data-samples, reconstruct, traversals, reconstruct-traverse, gif-traversals, "
-    "temperatures, loss-curves, kl-curves, training-gif, or all"
-)
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    from vaelab.viz.plots import PlotOptions, plot_run
-
-    options = PlotOptions(
-        rows=args.rows,
-        cols=args.cols,
-        max_traversal=args.max_traversal,
-        posterior=args.posterior,
-        upsample=args.upsample,
-        seed=args.seed,
-        split=args.split,
-        frames=args.frames,
-        fps=args.fps,
-        temperatures=tuple(args.temperatures),
-    )
-    for path in plot_run(args.run_dir, args.kinds, options, device=args.device):
-        print(path)
-    return 0
-
-
-def _run_model(run_dir: str, device: str):
-    from vaelab.models.build import load_run_model
-
-    return load_run_model(run_dir, device)
-
-
-def cmd_sample(args: argparse.Namespace) -> int:
-    from vaelab.rundir import open_run_dir
-    from vaelab.viz.outputs import write_samples
-
-    model, _ = _run_model(args.run_dir, args.device)
-    if not hasattr(model, "sample"):
-        raise UsageError(f"the model of {args.run_dir} cannot sample")
-    default = open_run_dir(args.run_dir).plots / f"samples_T{args.temperature:g}_seed{args.seed}"
-    out = Path(args.out) if args.out else default
-    paths = write_samples(model, out, args.n, args.temperature, args.seed, device=args.device)
-    print(f"{len(paths) - 1} samples and a grid in {out}")
-    return 0
-
-
-def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from vaelab.data import dataset_splits
-    from vaelab.metrics.evaluate import load_split, metric_split
-    from vaelab.rundir import open_run_dir
-    from vaelab.viz.outputs import write_reconstructions
-    from vaelab.viz.plots import random_images
-
-    if args.n < 1:
-        raise UsageError(f"--n: expected a positive number of images, got {args.n}")
-    model, cfg = _run_model(args.run_dir, args.device)
-    split = args.split or metric_split(cfg, "elbo", dataset_splits(cfg.data.name))
-    dataset = load_split(cfg, split)
-    rows, images = random_images(cfg, dataset, args.n, args.seed, args.device)
-    default = open_run_dir(args.run_dir).plots / f"reconstructions_{split}_seed{args.seed}"
-    out = Path(args.out) if args.out else default
-    paths = write_reconstructions(model, images, rows, out)
-    print(f"{len(paths) - 1} reconstructions of {split} images and a grid in {out}")
-    return 0
-
-
-def cmd_encode(args: argparse.Namespace) -> int:
-    import vaelab
-    from vaelab.data import dataset_splits
-    from vaelab.metrics.evaluate import load_split
-    from vaelab.viz.latents import encode_split, write_latents
-
-    model, cfg = _run_model(args.run_dir, args.device)
-    split = args.split or cfg.data.split
-    if split not in dataset_splits(cfg.data.name):
-        splits = ", ".join(dataset_splits(cfg.data.name))
-        raise UsageError(
-            f"--split: dataset {cfg.data.name!r} has no split {split!r}; splits: {splits}"
-        )
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out} exists; pass --overwrite to replace it")
-    dataset = load_split(cfg, split)
-    arrays = encode_split(
-        model, dataset, args.batch_size, args.device, cfg.data.transform, cfg.data.bits,
-        args.limit, args.seed,
-    )  # fmt: skip
-    meta = {"run": str(Path(args.run_dir).resolve()), "split": split,
-            "dataset": cfg.data.name, "vaelab_version": vaelab.__version__}  # fmt: skip
-    write_latents(out, arrays, meta)
-    shape = arrays["mean"].shape
-    print(f"means and log-variances of {shape[0]} {split} images ({shape[1]} latents): {out}")
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from vaelab.viz.plots import PlotOptions, plot_run
-    from vaelab.viz.report import write_report
-
-    if not args.no_plots:
-        plot_run(args.run_dir, ["all"], PlotOptions(seed=args.seed), device=args.device)
-    path = write_report(args.run_dir)
-    print(f"report: {path}")
-    return 0
 
 
 # -- presets --------------------------------------------------------------------------------
@@ -748,7 +440,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaelab: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
