@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from vaelab.config import ConfigError
-from vaelab.viz.grid import image_grid, save_png
+from vaelab.viz.grid import as_uint8, image_grid, save_png
 
 
 def _new_folder(path: Path) -> Path:
@@ -24,8 +24,7 @@ def _new_folder(path: Path) -> Path:
 
 def _png(image: torch.Tensor) -> np.ndarray:
     """[C, H, W] float in [0, 1] -> uint8 [H, W, C]."""
-    array = image.detach().float().clamp(0, 1).cpu().numpy()
-    return np.rint(array * 255).astype(np.uint8).transpose(1, 2, 0)
+    return as_uint8(image.detach().float().cpu().numpy()).transpose(1, 2, 0)
 
 
 @torch.no_grad()
@@ -69,7 +68,7 @@ def write_reconstructions(
     """For dataset rows ``rows`` and their float images: ``recon_<row>.png`` (original |
     reconstruction side by side) and ``grid.png`` (pairs in columns of two)."""
     out = _new_folder(Path(out))
-    recon = model.reconstruct(images).clamp(0, 1)
+    recon = torch.cat([model.reconstruct(batch).clamp(0, 1) for batch in images.split(256)])
     paths = []
     for row, original, rebuilt in zip(rows, images, recon, strict=True):
         pair = torch.cat([original.float().cpu(), rebuilt.float().cpu()], dim=2)
